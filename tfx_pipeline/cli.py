@@ -1,0 +1,56 @@
+"""The `ctrflow` command line.
+
+Each subcommand lives in ``tfx_pipeline/commands/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs
+it. Modules import TensorFlow and Beam inside that function, never at import time, so
+``ctrflow --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# Subcommand name -> module under tfx_pipeline.commands, in the order --help lists them.
+COMMANDS = {
+    "simulate": "simulate",
+    "import": "import_data",
+    "inspect": "inspect",
+}
+
+
+class CommandError(Exception):
+    """A failure the user can fix: printed as one message, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctrflow",
+        description="Click-through and conversion models from raw behaviour logs to TF Serving.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMANDS.values():
+        module = importlib.import_module(f"tfx_pipeline.commands.{module_name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except CommandError as err:
+        print(f"ctrflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ctrflow {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
