@@ -122,3 +122,84 @@ def log_field(name: str) -> LogField:
             f"Unknown log field {name!r}. Expected one of {sorted(LOG_FIELDS_BY_NAME)}; "
             "declare new side fields in transforms/features.py (SIDE_FIELDS)."
         ) from None
+
+
+# ------------------------------------------------------------------ ingested examples
+#
+# Ingest turns the event log into one tf.Example per candidate (see tfx_pipeline/ingest).
+# Its features are the candidate's raw log fields, its point-in-time behaviour history
+# (declared as a sequence of the field it repeats, so the history shares that field's
+# vocabulary and embedding table) and its labels.
+
+
+class Kind(str, enum.Enum):
+    """What a feature of an ingested example is."""
+
+    ID = "id"  # a raw id field of the candidate (user, item, category)
+    SEQUENCE = "sequence"  # a history: a list of values of another feature, newest last
+    NUMERIC = "numeric"  # a number (side fields, time)
+    STRING = "string"  # a categorical side field
+    LABEL = "label"  # a 0/1 training label
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleFeature:
+    """One feature of an ingested tf.Example."""
+
+    name: str
+    kind: Kind
+    dtype: FieldType
+    description: str
+    sequence_of: str = ""  # for SEQUENCE: the feature whose values (and vocabulary) it repeats
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind == Kind.SEQUENCE
+
+
+CANDIDATE_USER = ExampleFeature(USER_ID.name, Kind.ID, FieldType.STRING, "the user")
+CANDIDATE_ITEM = ExampleFeature(ITEM_ID.name, Kind.ID, FieldType.STRING, "the candidate item")
+CANDIDATE_CATEGORY = ExampleFeature(CATEGORY_ID.name, Kind.ID, FieldType.STRING, "the candidate's category")
+CANDIDATE_TIME = ExampleFeature(TIMESTAMP.name, Kind.NUMERIC, FieldType.INT, "when the candidate was shown")
+
+HISTORY_ITEMS = ExampleFeature(
+    "history_item_id", Kind.SEQUENCE, FieldType.STRING,
+    "items the user clicked strictly before the candidate, newest last", sequence_of=ITEM_ID.name)
+HISTORY_CATEGORIES = ExampleFeature(
+    "history_category_id", Kind.SEQUENCE, FieldType.STRING,
+    "categories of history_item_id", sequence_of=CATEGORY_ID.name)
+HISTORY_TIME_GAPS = ExampleFeature(
+    "history_time_gap", Kind.SEQUENCE, FieldType.INT,
+    "seconds from each history click to the candidate (> 0)", sequence_of=TIMESTAMP.name)
+HISTORY_NEGATIVE_ITEMS = ExampleFeature(
+    "history_negative_item_id", Kind.SEQUENCE, FieldType.STRING,
+    "one sampled item the user never chose, per history step (DIEN's auxiliary loss)",
+    sequence_of=ITEM_ID.name)
+HISTORY_NEGATIVE_CATEGORIES = ExampleFeature(
+    "history_negative_category_id", Kind.SEQUENCE, FieldType.STRING,
+    "categories of history_negative_item_id", sequence_of=CATEGORY_ID.name)
+
+CLICK_LABEL = ExampleFeature("click", Kind.LABEL, FieldType.INT, "1 if the candidate was clicked")
+CONVERSION_LABEL = ExampleFeature(
+    "conversion", Kind.LABEL, FieldType.INT,
+    "1 if the candidate was clicked and then bought (0 without a click)")
+
+HISTORY_FEATURES: Tuple[ExampleFeature, ...] = (
+    HISTORY_ITEMS, HISTORY_CATEGORIES, HISTORY_TIME_GAPS,
+    HISTORY_NEGATIVE_ITEMS, HISTORY_NEGATIVE_CATEGORIES,
+)
+LABELS: Tuple[ExampleFeature, ...] = (CLICK_LABEL, CONVERSION_LABEL)
+
+
+def _side_example_feature(field: LogField) -> ExampleFeature:
+    kind = Kind.NUMERIC if field.is_numeric else Kind.STRING
+    return ExampleFeature(field.name, kind, field.type, field.description)
+
+
+SIDE_EXAMPLE_FEATURES: Tuple[ExampleFeature, ...] = tuple(_side_example_feature(f) for f in SIDE_FIELDS)
+
+EXAMPLE_FEATURES: Tuple[ExampleFeature, ...] = (
+    (CANDIDATE_USER, CANDIDATE_ITEM, CANDIDATE_CATEGORY, CANDIDATE_TIME)
+    + HISTORY_FEATURES + SIDE_EXAMPLE_FEATURES + LABELS
+)
+EXAMPLE_FEATURES_BY_NAME = {f.name: f for f in EXAMPLE_FEATURES}

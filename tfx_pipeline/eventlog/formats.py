@@ -230,10 +230,10 @@ def _read_jsonl(path: str, stream: IO[bytes]) -> Iterator[RawRow]:
 # -------------------------------------------------------------------------- Parquet
 
 
-def _read_parquet(path: str) -> Iterator[RawRow]:
+def _read_parquet(path: str, stream: Optional[IO[bytes]] = None) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(stream if stream is not None else path)
     problem = check_columns(parquet.schema_arrow.names)
     number = 0
     for batch in parquet.iter_batches(batch_size=65536):
@@ -251,17 +251,21 @@ def _read_parquet(path: str) -> Iterator[RawRow]:
 # ---------------------------------------------------------------------------- reading
 
 
-def read_rows(path: str) -> Iterator[RawRow]:
-    """Every row of one log file, in file order, split into fields where possible."""
+def read_rows(path: str, stream: Optional[IO[bytes]] = None) -> Iterator[RawRow]:
+    """Every row of one log file, in file order, split into fields where possible.
+
+    `stream` is an open binary file for `path` (e.g. from Beam's FileSystems, for files on
+    cloud storage); without it the local file is opened.
+    """
     fmt = format_of(path)
     if fmt == FileFormat.PARQUET:
-        yield from _read_parquet(path)
+        yield from _read_parquet(path, stream)
         return
-    with open(path, "rb") as stream:
-        if fmt == FileFormat.CSV:
-            yield from _read_csv(path, stream)
-        else:
-            yield from _read_jsonl(path, stream)
+    if stream is not None:
+        yield from _read_csv(path, stream) if fmt == FileFormat.CSV else _read_jsonl(path, stream)
+        return
+    with open(path, "rb") as local:
+        yield from _read_csv(path, local) if fmt == FileFormat.CSV else _read_jsonl(path, local)
 
 
 def validate_row(row: RawRow, window: Optional[Window] = None) -> Union[Event, DeadLetter]:
