@@ -3,7 +3,8 @@
 Each subcommand lives in ``tfx_pipeline/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs
 it. Modules import TensorFlow and Beam inside that function, never at import time, so
-``ctrflow --help`` answers at once.
+``ctrflow --help`` answers at once. Arguments after a lone ``--`` are passed through to
+Apache Beam (``args.beam_args``), e.g. ``ctrflow ingest LOG --out DIR -- --runner=FlinkRunner``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ COMMANDS = {
     "simulate": "simulate",
     "import": "import_data",
     "inspect": "inspect",
+    "ingest": "ingest",
+    "schema": "schema",
 }
 
 
@@ -38,9 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_passthrough(argv: List[str]) -> "tuple[List[str], List[str]]":
+    """Splits `argv` at the first ``--``: ctrflow's own arguments, then Beam's."""
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1:]
+    return argv, []
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, passthrough = split_passthrough(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(own)
+    args.beam_args = passthrough
     try:
         result = args.func(args)
     except CommandError as err:

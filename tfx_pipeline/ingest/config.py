@@ -85,10 +85,11 @@ class IngestConfig:
     max_bad_fraction: float = 0.01
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
+        object.__setattr__(self, "protocol", _member(Protocol, "protocol", self.protocol))
         if self.split is not None:
-            object.__setattr__(self, "split", Split(self.split))
-        object.__setattr__(self, "negative_sampling", Sampling(self.negative_sampling))
+            object.__setattr__(self, "split", _member(Split, "split", self.split))
+        object.__setattr__(self, "negative_sampling",
+                           _member(Sampling, "negative_sampling", self.negative_sampling))
         object.__setattr__(self, "history_events", tuple(self.history_events))
         _require(self.max_history >= 1, "max_history", self.max_history, "an integer >= 1")
         _require(self.negatives_per_positive >= 1, "negatives_per_positive",
@@ -138,6 +139,15 @@ class IngestConfig:
     @classmethod
     def from_json(cls, text: str) -> "IngestConfig":
         return cls.from_dict(json.loads(text))
+
+
+def _member(enum_class, name: str, value: Any):
+    try:
+        return enum_class(value)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` must be one of {[m.value for m in enum_class]}. Received: {name}={value!r}"
+        ) from None
 
 
 def _require(ok: bool, name: str, value: Any, expected: str) -> None:

@@ -157,20 +157,47 @@ class _BuildUserExamples(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.STATS, dict(builder.stats))
 
 
-def to_tf_example(values: Dict[str, List[Any]]) -> bytes:
-    """Serializes one example's features, typed by the registry."""
-    import tensorflow as tf
+_ARROW_TYPES = None
 
-    feature = {}
-    for name, value in values.items():
+
+def _arrow_types():
+    global _ARROW_TYPES
+    if _ARROW_TYPES is None:
+        import pyarrow as pa
+
+        _ARROW_TYPES = {
+            features.FieldType.STRING: pa.large_list(pa.large_string()),
+            features.FieldType.INT: pa.large_list(pa.int64()),
+            features.FieldType.FLOAT: pa.large_list(pa.float32()),
+        }
+    return _ARROW_TYPES
+
+
+def encode_examples(batch: List[Dict[str, List[Any]]]) -> List[bytes]:
+    """Serializes a batch of examples as tf.Examples, typed by the registry.
+
+    Columns go through Arrow and tfx_bsl's C++ encoder, which is an order of magnitude
+    faster than building tf.train.Example messages in Python and needs no TensorFlow.
+    A feature an example lacks is absent from its tf.Example.
+    """
+    import pyarrow as pa
+    from tfx_bsl.coders import example_coder
+
+    types = _arrow_types()
+    names = [f.name for f in features.EXAMPLE_FEATURES if any(f.name in values for values in batch)]
+    arrays = []
+    for name in names:
         dtype = features.EXAMPLE_FEATURES_BY_NAME[name].dtype
+        array = pa.array([values.get(name) for values in batch], type=types[dtype])
         if dtype == features.FieldType.STRING:
-            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in value]))
-        elif dtype == features.FieldType.INT:
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
-        else:
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            array = array.cast(pa.large_list(pa.large_binary()))
+        arrays.append(array)
+    return example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(arrays, names=names))
+
+
+def to_tf_example(values: Dict[str, List[Any]]) -> bytes:
+    """One example serialized (see encode_examples)."""
+    return encode_examples([values])[0]
 
 
 def _sum_stats(dicts) -> Dict[str, int]:
@@ -262,7 +289,9 @@ def build_pipeline(
     for index, split in enumerate(SPLITS):
         _ = (
             by_split[index]
-            | f"Serialize{split}" >> beam.Map(lambda out: to_tf_example(out.features))
+            | f"Features{split}" >> beam.Map(lambda out: out.features)
+            | f"Batch{split}" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
+            | f"Serialize{split}" >> beam.FlatMap(encode_examples)
             | f"Write{split}" >> beam.io.WriteToTFRecord(
                 os.path.join(split_dir(outputs.examples_dir, split), EXAMPLES_FILE_PREFIX),
                 file_name_suffix=".gz",
