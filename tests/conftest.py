@@ -27,7 +27,7 @@ def require_shared_file(relative: str) -> pathlib.Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
     """Resolves files of ../shared/data: `shared_data("taobao_userbehavior/UserBehavior_head.csv")`."""
     return require_shared_file

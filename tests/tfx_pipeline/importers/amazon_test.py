@@ -20,11 +20,11 @@ README_ITEMS = 12_101
 
 
 @pytest.fixture(scope="module")
-def real(shared_data_session, read_log_back, tmp_path_factory):
+def real(shared_data, read_log_back, tmp_path_factory):
     """The shared Amazon Beauty folder imported once (JSON Lines output) and read back."""
-    source = shared_data_session("amazon_beauty")
-    shared_data_session("amazon_beauty/" + amazon.SEQUENCES)
-    shared_data_session("amazon_beauty/" + amazon.ATTRIBUTES)
+    source = shared_data("amazon_beauty")
+    shared_data("amazon_beauty/" + amazon.SEQUENCES)
+    shared_data("amazon_beauty/" + amazon.ATTRIBUTES)
     out = tmp_path_factory.mktemp("amazon") / "log"
     result = amazon.import_amazon(str(source), str(out), FileFormat.JSONL)
     return result, read_log_back(out), source

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from pathlib import Path
 from typing import Callable, Counter, Dict, List
 
 import pytest
@@ -14,35 +13,6 @@ from tfx_pipeline.eventlog.formats import DeadLetter
 from tfx_pipeline.eventlog.logdir import read_log
 from tfx_pipeline.eventlog.validation import Event
 from transforms import features
-
-# tests/tfx_pipeline/importers/conftest.py -> parents[3] is the repository root; the data
-# lives beside it, in ../shared/data (see its README).
-SHARED_DATA = (Path(__file__).resolve().parents[3] / ".." / "shared" / "data").resolve()
-
-
-@pytest.fixture(scope="session")
-def shared_data_session() -> Callable[[str], Path]:
-    """A function: path under the shared data folder -> that path, or skip/fail if absent.
-
-    Missing data fails the test when CI == "true" (CI must have the data), else skips it.
-    Same rule as ``shared_data`` of tests/conftest.py, but session-scoped, so that the
-    module-scoped fixtures that import a whole dataset once can use it.
-    """
-
-    def require(relative: str) -> Path:
-        path = SHARED_DATA / relative
-        if not path.exists():
-            message = (
-                f"shared data {path} is missing: expected the real datasets in ../shared/data "
-                "beside the repository (see its README.md)"
-            )
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
-        return path
-
-    return require
-
 
 @dataclasses.dataclass
 class ReadBack:

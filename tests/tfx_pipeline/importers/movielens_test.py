@@ -32,11 +32,11 @@ def liked_ratings(inter: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def real(shared_data_session, read_log_back, tmp_path_factory):
+def real(shared_data, read_log_back, tmp_path_factory):
     """The shared MovieLens folder imported once (Parquet output) and read back."""
-    source = shared_data_session("movielens_100k")
+    source = shared_data("movielens_100k")
     for name in (movielens.INTER, movielens.ITEM, movielens.USER):
-        shared_data_session("movielens_100k/" + name)
+        shared_data("movielens_100k/" + name)
     out = tmp_path_factory.mktemp("movielens") / "log"
     result = movielens.import_movielens(str(source), str(out), FileFormat.PARQUET)
     return result, read_log_back(out), source

@@ -26,9 +26,9 @@ CHINA_DAYS = [f"span-201711{d}" for d in range(25, 31)] + [f"span-2017120{d}" fo
 
 
 @pytest.fixture(scope="module")
-def real(shared_data_session, read_log_back, tmp_path_factory):
+def real(shared_data, read_log_back, tmp_path_factory):
     """The shared Taobao file imported once (CSV output) and read back."""
-    source = shared_data_session(TAOBAO)
+    source = shared_data(TAOBAO)
     out = tmp_path_factory.mktemp("taobao") / "log"
     result = taobao.import_taobao(str(source.parent), str(out), FileFormat.CSV)
     return result, read_log_back(out), source
