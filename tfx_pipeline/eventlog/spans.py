@@ -19,6 +19,7 @@ the simulator writes UTC.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import os
 import re
@@ -39,7 +40,7 @@ class Span:
     date: dt.date
     utc_offset_seconds: int = 0
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return f"{SPAN_PREFIX}{self.date:%Y%m%d}"
 
