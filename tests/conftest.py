@@ -7,6 +7,8 @@ import pathlib
 
 import pytest
 
+from transforms import features
+
 # tensorflow-transform sets this on import; set it before anything imports TensorFlow so
 # every test sees tf_keras (Keras 2), as the package does.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -31,3 +33,73 @@ def require_shared_file(relative: str) -> pathlib.Path:
 def shared_data():
     """Resolves files of ../shared/data: `shared_data("taobao_userbehavior/UserBehavior_head.csv")`."""
     return require_shared_file
+
+
+# ---------------------------------------------------------------- Transform fixtures
+def raw_example(user, item, category, timestamp, history=(), history_categories=None, gaps=None,
+                click=0, conversion=0, **side):
+    """One raw example in tft_beam's instance-dict form (lists for every feature)."""
+    history = list(history)
+    example = {
+        features.USER_ID.name: [user],
+        features.ITEM_ID.name: [item],
+        features.CATEGORY_ID.name: [category],
+        features.TIMESTAMP.name: [timestamp],
+        features.HISTORY_ITEMS.name: history,
+        features.HISTORY_CATEGORIES.name: list(history_categories or [f"c_{h}" for h in history]),
+        features.HISTORY_TIME_GAPS.name: list(gaps or [10 * (len(history) - i) for i in range(len(history))]),
+        features.HISTORY_NEGATIVE_ITEMS.name: [],
+        features.HISTORY_NEGATIVE_CATEGORIES.name: [],
+        features.CLICK_LABEL.name: [click],
+        features.CONVERSION_LABEL.name: [conversion],
+    }
+    for field in features.SIDE_EXAMPLE_FEATURES:
+        example[field.name] = list(side.get(field.name, []))
+    return example
+
+
+@pytest.fixture
+def make_raw():
+    return raw_example
+
+
+@pytest.fixture
+def analyze(tmp_path):
+    """analyze(raw_examples, name, custom_config=None) -> (transformed examples, transform output dir)."""
+
+    def run(examples, name="run", custom_config=None):
+        import tensorflow_transform as tft
+        import tensorflow_transform.beam as tft_beam
+        from tensorflow_transform.tf_metadata import metadata_io
+
+        from tfx_pipeline import schema
+        from transforms import preprocessing
+
+        metadata = tft.DatasetMetadata(schema.build_schema())
+        output_dir = str(tmp_path / name)
+
+        def fn(inputs):
+            return preprocessing.preprocessing_fn(inputs, custom_config)
+
+        with tft_beam.Context(temp_dir=str(tmp_path / f"{name}-tmp"), force_tf_compat_v1=False):
+            (rows, _), transform_fn = (examples, metadata) | tft_beam.AnalyzeAndTransformDataset(fn)
+            _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
+        # The raw metadata, as TFX's Transform writes it beside the transform graph.
+        metadata_io.write_metadata(metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+        return rows, output_dir
+
+    return run
+
+
+@pytest.fixture
+def tokens_of():
+    """tokens_of(transform_output_dir, table) -> the table's vocabulary by position."""
+
+    def read(output_dir, table):
+        import tensorflow_transform as tft
+
+        from transforms.vocabulary import read_vocabulary
+
+        return read_vocabulary(tft.TFTransformOutput(output_dir).vocabulary_file_by_name(table + ".vocab"))
+
+    return read

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from typing import Tuple
 
 
@@ -129,55 +130,145 @@ def log_field(name: str) -> LogField:
 # Ingest turns the event log into one tf.Example per candidate (see tfx_pipeline/ingest).
 # Its features are the candidate's raw log fields, its point-in-time behaviour history
 # (declared as a sequence of the field it repeats, so the history shares that field's
-# vocabulary and embedding table) and its labels.
+# vocabulary and embedding table) and its labels. Each feature also says how Transform
+# encodes it (transforms/preprocessing.py) and how wide its embedding is.
 
 
 class Kind(str, enum.Enum):
     """What a feature of an ingested example is."""
 
-    ID = "id"  # a raw id field of the candidate (user, item, category)
+    ID = "id"  # an open-ended id of the candidate (user, item)
+    CATEGORY = "category"  # a categorical value from a smaller set (category, device, ...)
     SEQUENCE = "sequence"  # a history: a list of values of another feature, newest last
     NUMERIC = "numeric"  # a number (side fields, time)
-    STRING = "string"  # a categorical side field
     LABEL = "label"  # a 0/1 training label
+
+
+# Row 0 of every embedding table is padding: a history position with no event.
+PADDING_ROW = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """An append-only vocabulary of at most `capacity` tokens, plus hashed OOV buckets.
+
+    Rows are stable across retrains: a token keeps its row in the next span's model; new
+    tokens with at least `frequency_threshold` occurrences take the next free rows, most
+    frequent first. When the vocabulary is full, tokens absent from the newest data are
+    evicted and their rows reused; tokens that still find no row go to the OOV buckets.
+    The table size never changes, so a model warm-starts by copying its tables.
+    """
+
+    capacity: int
+    frequency_threshold: int = 1
+    num_oov_buckets: int = 1
+
+    @property
+    def num_rows(self) -> int:
+        """Padding row, vocabulary rows, OOV rows."""
+        return 1 + self.capacity + self.num_oov_buckets
+
+
+@dataclasses.dataclass(frozen=True)
+class Hashing:
+    """Ids hashed into `num_buckets` rows: stable forever, no vocabulary, some collisions."""
+
+    num_buckets: int
+
+    @property
+    def num_rows(self) -> int:
+        return 1 + self.num_buckets
+
+
+@dataclasses.dataclass(frozen=True)
+class ZScore:
+    """A number scaled to mean 0 and variance 1 over the training data; missing -> 0 (the mean)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LogBuckets:
+    """Seconds bucketized on a log2 scale: bucket 1 + floor(log2(s)), clipped to `num_buckets`.
+
+    Fixed boundaries (no analyzer), so buckets mean the same in every span; 0 is padding.
+    """
+
+    num_buckets: int = 24
+
+    @property
+    def num_rows(self) -> int:
+        return 1 + self.num_buckets
+
+
+@dataclasses.dataclass(frozen=True)
+class Passthrough:
+    """Passed through unchanged (labels)."""
+
+
+Encoding = typing.Union[Vocabulary, Hashing, ZScore, LogBuckets, Passthrough]
 
 
 @dataclasses.dataclass(frozen=True)
 class ExampleFeature:
-    """One feature of an ingested tf.Example."""
+    """One feature of an ingested tf.Example and how Transform encodes it."""
 
     name: str
     kind: Kind
     dtype: FieldType
     description: str
-    sequence_of: str = ""  # for SEQUENCE: the feature whose values (and vocabulary) it repeats
+    encoding: Encoding = Passthrough()
+    embedding_dim: int = 0  # width of its embedding (ids, categories, bucketized sequences)
+    sequence_of: str = ""  # for SEQUENCE: the feature whose values (and table) it repeats
+    max_len: int = 0  # for SEQUENCE: padded/truncated length, newest kept
 
     @property
     def is_sequence(self) -> bool:
         return self.kind == Kind.SEQUENCE
 
 
-CANDIDATE_USER = ExampleFeature(USER_ID.name, Kind.ID, FieldType.STRING, "the user")
-CANDIDATE_ITEM = ExampleFeature(ITEM_ID.name, Kind.ID, FieldType.STRING, "the candidate item")
-CANDIDATE_CATEGORY = ExampleFeature(CATEGORY_ID.name, Kind.ID, FieldType.STRING, "the candidate's category")
-CANDIDATE_TIME = ExampleFeature(TIMESTAMP.name, Kind.NUMERIC, FieldType.INT, "when the candidate was shown")
+# Why each encoding:
+# - user_id is hashed: users arrive every day and most have few events, so a vocabulary
+#   would churn and its long tail would be OOV anyway; hashing needs no analyzer pass,
+#   keeps every user's row across retrains, and collisions only blur a weak per-user signal
+#   (the history carries the user).
+# - item_id and category_id use append-only vocabularies: items and categories are the
+#   signal of target attention, so they get collision-free rows, shared with the
+#   histories that repeat them, stable across retrains; a capacity bounds memory and the
+#   frequency threshold keeps one-off items out.
+# - categorical side fields are small closed sets: a small vocabulary, one OOV bucket.
+# - numeric side fields are z-scored; history time gaps use fixed log2 buckets.
+USER_ENCODING = Hashing(num_buckets=100_000)
+ITEM_ENCODING = Vocabulary(capacity=200_000, frequency_threshold=1, num_oov_buckets=10)
+CATEGORY_ENCODING = Vocabulary(capacity=10_000, frequency_threshold=1, num_oov_buckets=1)
+SIDE_ENCODING = Vocabulary(capacity=1_000, frequency_threshold=1, num_oov_buckets=1)
+MAX_HISTORY = 100
+
+CANDIDATE_USER = ExampleFeature(USER_ID.name, Kind.ID, FieldType.STRING, "the user",
+                                USER_ENCODING, embedding_dim=16)
+CANDIDATE_ITEM = ExampleFeature(ITEM_ID.name, Kind.ID, FieldType.STRING, "the candidate item",
+                                ITEM_ENCODING, embedding_dim=16)
+CANDIDATE_CATEGORY = ExampleFeature(CATEGORY_ID.name, Kind.CATEGORY, FieldType.STRING,
+                                    "the candidate's category", CATEGORY_ENCODING, embedding_dim=16)
+CANDIDATE_TIME = ExampleFeature(TIMESTAMP.name, Kind.NUMERIC, FieldType.INT,
+                                "when the candidate was shown (unix seconds)")
 
 HISTORY_ITEMS = ExampleFeature(
     "history_item_id", Kind.SEQUENCE, FieldType.STRING,
-    "items the user clicked strictly before the candidate, newest last", sequence_of=ITEM_ID.name)
+    "items the user clicked strictly before the candidate, newest last",
+    sequence_of=ITEM_ID.name, max_len=MAX_HISTORY)
 HISTORY_CATEGORIES = ExampleFeature(
     "history_category_id", Kind.SEQUENCE, FieldType.STRING,
-    "categories of history_item_id", sequence_of=CATEGORY_ID.name)
+    "categories of history_item_id", sequence_of=CATEGORY_ID.name, max_len=MAX_HISTORY)
 HISTORY_TIME_GAPS = ExampleFeature(
     "history_time_gap", Kind.SEQUENCE, FieldType.INT,
-    "seconds from each history click to the candidate (> 0)", sequence_of=TIMESTAMP.name)
+    "seconds from each history click to the candidate (> 0)",
+    LogBuckets(num_buckets=24), embedding_dim=8, max_len=MAX_HISTORY)
 HISTORY_NEGATIVE_ITEMS = ExampleFeature(
     "history_negative_item_id", Kind.SEQUENCE, FieldType.STRING,
     "one sampled item the user never chose, per history step (DIEN's auxiliary loss)",
-    sequence_of=ITEM_ID.name)
+    sequence_of=ITEM_ID.name, max_len=MAX_HISTORY)
 HISTORY_NEGATIVE_CATEGORIES = ExampleFeature(
     "history_negative_category_id", Kind.SEQUENCE, FieldType.STRING,
-    "categories of history_negative_item_id", sequence_of=CATEGORY_ID.name)
+    "categories of history_negative_item_id", sequence_of=CATEGORY_ID.name, max_len=MAX_HISTORY)
 
 CLICK_LABEL = ExampleFeature("click", Kind.LABEL, FieldType.INT, "1 if the candidate was clicked")
 CONVERSION_LABEL = ExampleFeature(
@@ -192,8 +283,9 @@ LABELS: Tuple[ExampleFeature, ...] = (CLICK_LABEL, CONVERSION_LABEL)
 
 
 def _side_example_feature(field: LogField) -> ExampleFeature:
-    kind = Kind.NUMERIC if field.is_numeric else Kind.STRING
-    return ExampleFeature(field.name, kind, field.type, field.description)
+    if field.is_numeric:
+        return ExampleFeature(field.name, Kind.NUMERIC, field.type, field.description, ZScore())
+    return ExampleFeature(field.name, Kind.CATEGORY, field.type, field.description, SIDE_ENCODING, embedding_dim=8)
 
 
 SIDE_EXAMPLE_FEATURES: Tuple[ExampleFeature, ...] = tuple(_side_example_feature(f) for f in SIDE_FIELDS)
@@ -203,3 +295,60 @@ EXAMPLE_FEATURES: Tuple[ExampleFeature, ...] = (
     + HISTORY_FEATURES + SIDE_EXAMPLE_FEATURES + LABELS
 )
 EXAMPLE_FEATURES_BY_NAME = {f.name: f for f in EXAMPLE_FEATURES}
+LABEL_KEYS: Tuple[str, ...] = tuple(f.name for f in LABELS)
+
+
+# ---------------------------------------------------------------- transformed features
+#
+# Transform writes one output per example feature (labels unchanged, the rest encoded)
+# plus a few derived ones. Names of transformed outputs come only from
+# ``transformed_name``; labels keep their raw names so TFMA and Trainer see the same key.
+
+TRANSFORMED_SUFFIX = "_xf"
+
+
+def transformed_name(name: str) -> str:
+    """The name of a feature after Transform; labels keep their name."""
+    if name in LABEL_KEYS:
+        return name
+    return name + TRANSFORMED_SUFFIX
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedFeature:
+    """A transformed feature computed from an example feature, not present in the raw data."""
+
+    name: str
+    source: str
+    description: str
+    num_rows: int = 0  # embedding rows for categorical derived features, 0 for dense ones
+    embedding_dim: int = 0
+
+
+HISTORY_MASK = DerivedFeature(
+    "history_mask", HISTORY_ITEMS.name, "1.0 at positions holding a history event, 0.0 at padding")
+HISTORY_LENGTH = DerivedFeature(
+    "history_length", HISTORY_ITEMS.name, "number of history events kept (<= max_len)")
+HOUR_OF_DAY = DerivedFeature(
+    "hour_of_day", TIMESTAMP.name, "UTC hour of the candidate, 1..24 (0 is unused)", num_rows=25, embedding_dim=4)
+DAY_OF_WEEK = DerivedFeature(
+    "day_of_week", TIMESTAMP.name, "day of week of the candidate, 1..7 (Monday = 1)", num_rows=8, embedding_dim=4)
+DERIVED_FEATURES: Tuple[DerivedFeature, ...] = (HISTORY_MASK, HISTORY_LENGTH, HOUR_OF_DAY, DAY_OF_WEEK)
+
+
+def table_of(feature: ExampleFeature) -> ExampleFeature:
+    """The feature whose vocabulary and embedding table `feature` uses (itself unless a sequence of another)."""
+    if feature.sequence_of:
+        return EXAMPLE_FEATURES_BY_NAME[feature.sequence_of]
+    return feature
+
+
+def example_feature(name: str) -> ExampleFeature:
+    """The registered example feature called `name`, or a ValueError saying what exists."""
+    try:
+        return EXAMPLE_FEATURES_BY_NAME[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown feature {name!r}. Expected one of {sorted(EXAMPLE_FEATURES_BY_NAME)}; "
+            "features are declared in transforms/features.py."
+        ) from None

@@ -140,8 +140,8 @@ def validate_record(
                 event[field.name] = _as_text(value)
             except TypeError as err:
                 return Rejection(Reason.MALFORMED_ROW, f"{field.name}={value!r}: {err}")
-            if "\n" in event[field.name] or "\r" in event[field.name]:
-                return Rejection(Reason.MALFORMED_ROW, f"{field.name}={value!r} contains a line break")
+            if any(c in event[field.name] for c in "\n\r\x00"):
+                return Rejection(Reason.MALFORMED_ROW, f"{field.name}={value!r} contains a line break or NUL")
     if event[features.EVENT.name] not in features.EVENT_TYPES:
         return Rejection(
             Reason.UNKNOWN_EVENT,
