@@ -333,7 +333,9 @@ HOUR_OF_DAY = DerivedFeature(
     "hour_of_day", TIMESTAMP.name, "UTC hour of the candidate, 1..24 (0 is unused)", num_rows=25, embedding_dim=4)
 DAY_OF_WEEK = DerivedFeature(
     "day_of_week", TIMESTAMP.name, "day of week of the candidate, 1..7 (Monday = 1)", num_rows=8, embedding_dim=4)
-DERIVED_FEATURES: Tuple[DerivedFeature, ...] = (HISTORY_MASK, HISTORY_LENGTH, HOUR_OF_DAY, DAY_OF_WEEK)
+USER_KEY = DerivedFeature(
+    "user_key", USER_ID.name, "the raw user id, to group metrics by user (GAUC); not a model input")
+DERIVED_FEATURES: Tuple[DerivedFeature, ...] = (HISTORY_MASK, HISTORY_LENGTH, HOUR_OF_DAY, DAY_OF_WEEK, USER_KEY)
 
 
 def table_of(feature: ExampleFeature) -> ExampleFeature:

@@ -4,11 +4,12 @@ One loop over ``features.EXAMPLE_FEATURES``; nothing here names a feature. Outpu
 example (B = batch, L = the sequence's max_len):
 
 - ids and categories: int64 [B] embedding rows (``Vocabulary`` or ``Hashing``; 0 = missing);
-- sequences of an id: int64 [B, L] rows in the same table as the id they repeat, the
+- sequences of an id: int64 [B, L] rows (L = ``TransformSettings.max_history``) in the same table as the id they repeat, the
   newest L events kept, right-padded with 0; time gaps: int64 [B, L] log2 buckets;
 - ``history_mask`` float32 [B, L] and ``history_length`` int64 [B];
 - numeric side fields: float32 [B] z-scores, 0 where missing;
 - ``hour_of_day`` and ``day_of_week`` int64 [B] from the candidate's timestamp;
+- ``user_key`` string [B]: the raw user id, to group metrics by user (GAUC);
 - labels: float32 [B], under their raw names.
 
 Settings come from Transform's ``custom_config`` (see ``TransformSettings``): the previous
@@ -36,12 +37,19 @@ class TransformSettings:
       previous_vocabularies: table name -> vocabulary file of the previous run (from its
         TFTransformOutput, ``vocabulary_file_by_name(table + '.vocab')``); tables not
         listed start empty.
+      max_history: length L histories are padded or truncated to (newest kept); the
+        registry's ``max_len`` by default.
     """
 
     previous_vocabularies: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_history: int = features.MAX_HISTORY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_history, int) or self.max_history < 1:
+            raise ValueError(f"`max_history` must be an integer >= 1. Received: max_history={self.max_history!r}")
 
     def to_custom_config(self) -> Dict[str, Any]:
-        return {"previous_vocabularies": dict(self.previous_vocabularies)}
+        return {"previous_vocabularies": dict(self.previous_vocabularies), "max_history": self.max_history}
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]]) -> "TransformSettings":
@@ -49,11 +57,10 @@ class TransformSettings:
             return cls()
         if isinstance(custom_config, str):
             custom_config = json.loads(custom_config)
-        unknown = sorted(set(custom_config) - {"previous_vocabularies"})
+        known = {"previous_vocabularies", "max_history"}
+        unknown = sorted(set(custom_config) - known)
         if unknown:
-            raise ValueError(
-                f"Unknown Transform custom_config keys {unknown}; expected only ['previous_vocabularies']."
-            )
+            raise ValueError(f"Unknown Transform custom_config keys {unknown}; expected only {sorted(known)}.")
         tables = {f.name for f in features.EXAMPLE_FEATURES if isinstance(f.encoding, features.Vocabulary)}
         previous = dict(custom_config.get("previous_vocabularies", {}))
         bad = sorted(set(previous) - tables)
@@ -61,7 +68,8 @@ class TransformSettings:
             raise ValueError(
                 f"previous_vocabularies names tables {bad} that have no vocabulary; expected some of {sorted(tables)}."
             )
-        return cls(previous_vocabularies=previous)
+        return cls(previous_vocabularies=previous,
+                   max_history=custom_config.get("max_history", features.MAX_HISTORY))
 
 
 def _table_values(inputs: Mapping[str, Any]) -> Dict[str, list]:
@@ -115,16 +123,17 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Mapping[str
         elif feature.kind in (features.Kind.ID, features.Kind.CATEGORY):
             outputs[out] = _encode_ids(ops.to_dense_scalar(x, ""), feature, vocab_paths)
         elif feature.kind == features.Kind.SEQUENCE and isinstance(feature.encoding, features.LogBuckets):
-            outputs[out] = ops.log2_buckets(ops.newest(x, feature.max_len, 0), feature.encoding.num_buckets)
+            outputs[out] = ops.log2_buckets(ops.newest(x, settings.max_history, 0), feature.encoding.num_buckets)
         elif feature.kind == features.Kind.SEQUENCE:
-            outputs[out] = _encode_ids(ops.newest(x, feature.max_len, ""), features.table_of(feature), vocab_paths)
+            outputs[out] = _encode_ids(ops.newest(x, settings.max_history, ""), features.table_of(feature), vocab_paths)
         elif isinstance(feature.encoding, features.ZScore):
             outputs[out] = _z_score(x)
     history = inputs[features.HISTORY_ITEMS.name]
-    length = ops.lengths(history, features.HISTORY_ITEMS.max_len)
+    length = ops.lengths(history, settings.max_history)
     outputs[features.HISTORY_LENGTH.name] = length
-    outputs[features.HISTORY_MASK.name] = ops.mask_from_lengths(length, features.HISTORY_ITEMS.max_len)
+    outputs[features.HISTORY_MASK.name] = ops.mask_from_lengths(length, settings.max_history)
     timestamp = ops.to_dense_scalar(inputs[features.CANDIDATE_TIME.name], 0)
     outputs[features.HOUR_OF_DAY.name] = ops.hour_of_day(timestamp)
     outputs[features.DAY_OF_WEEK.name] = ops.day_of_week(timestamp)
+    outputs[features.USER_KEY.name] = ops.to_dense_scalar(inputs[features.CANDIDATE_USER.name], "")
     return outputs

@@ -1,0 +1,259 @@
+"""CTRModel: what every model shares: embedding tables, context features, task towers, losses.
+
+A model subclass only defines ``encode``: how the candidate, the behaviour history and the
+context become one input per task tower. The baseline sum-pools the history, DIN attends
+over it, DIEN evolves interests with an AUGRU, INFNet exchanges information between
+categorical, sequence and task tokens. Everything else lives here:
+
+- the item and category tables, shared by the candidate and the histories that repeat
+  them (``features.table_of``), optionally the time-gap and user tables, one table per
+  categorical side field and the calendar features;
+- one tower (MLP -> 1 logit) and one ``CTRTask`` per task; a ``ctcvr`` task predicts
+  pCTR x pCVR over all impressions (ESMM);
+- ``compute_loss`` = sum of weighted task losses + ``aux_loss_weight`` x the encoder's
+  auxiliary loss (DIEN) + mini-batch aware L2 of the embeddings.
+
+Inputs are the transformed features (``transforms/preprocessing.py``); ``call`` returns
+``{task name: probability [B]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from trainer.layers import MLP, EmbeddingTable
+from trainer.tasks import CTRTask, TaskSpec
+from transforms import features
+
+xf = features.transformed_name
+ITEM = xf(features.ITEM_ID.name)
+CATEGORY = xf(features.CATEGORY_ID.name)
+USER = xf(features.USER_ID.name)
+HISTORY_ITEMS = xf(features.HISTORY_ITEMS.name)
+HISTORY_CATEGORIES = xf(features.HISTORY_CATEGORIES.name)
+HISTORY_GAPS = xf(features.HISTORY_TIME_GAPS.name)
+NEGATIVE_ITEMS = xf(features.HISTORY_NEGATIVE_ITEMS.name)
+NEGATIVE_CATEGORIES = xf(features.HISTORY_NEGATIVE_CATEGORIES.name)
+MASK = features.HISTORY_MASK.name
+CALENDAR = (features.HOUR_OF_DAY, features.DAY_OF_WEEK)
+USER_KEY = features.USER_KEY.name
+
+
+class Behaviour(NamedTuple):
+    candidate: tf.Tensor  # [B, 2D] item (+) category
+    keys: tf.Tensor  # [B, L, 2D] history items (+ their time-gap embedding) (+) categories
+    events: tf.Tensor  # [B, L, 2D] history items (+) categories, without time gaps
+    mask: tf.Tensor  # [B, L] bool, true at real events
+    negatives: Optional[tf.Tensor]  # [B, L, 2D] sampled negative per step (like events), or None
+
+
+class CTRModel(tfrs.Model):
+    """Shared machinery of the CTR models (see module docstring).
+
+    Args:
+      tasks: the tasks, as ``TaskSpec`` or dicts of its fields; one tower each.
+      embedding_dim: width D of item and category embeddings (and of time gaps, which are
+        added to history items); the candidate is item (+) category, 2D wide.
+      hidden_units, activation, dropout, batch_norm: the task towers.
+      side_features: raw side fields used as context (categorical ones embedded, numeric
+        ones taken as their z-scores).
+      use_user_id: embed the hashed user id as context.
+      use_time_gaps: add a time-gap embedding to each history item (recency signal).
+      use_calendar: embed hour of day and day of week as context.
+      mba_lambda: mini-batch aware L2 of the item and category tables (0 = off).
+      item_counts, category_counts: occurrences per table row for MBA (None = 1 each).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Any],
+        embedding_dim: int = 16,
+        hidden_units: Sequence[int] = (200, 80),
+        activation: str = "dice",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        side_features: Sequence[str] = (),
+        use_user_id: bool = False,
+        use_time_gaps: bool = True,
+        use_calendar: bool = True,
+        mba_lambda: float = 0.0,
+        item_counts: Optional[Sequence[float]] = None,
+        category_counts: Optional[Sequence[float]] = None,
+        aux_loss_weight: float = 0.0,
+        name: Optional[str] = None,
+    ):
+        super().__init__(name=name)
+        self.task_specs = [t if isinstance(t, TaskSpec) else TaskSpec(**t) for t in tasks]
+        if not self.task_specs:
+            raise ValueError("`tasks` must name at least one task. Received: tasks=[]")
+        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = [int(u) for u in hidden_units]
+        self.activation = activation
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self.side_features = [features.example_feature(n).name for n in side_features]
+        for name_ in self.side_features:
+            if features.example_feature(name_) not in features.SIDE_EXAMPLE_FEATURES:
+                raise ValueError(f"`side_features` must be side fields. Received: {name_!r}")
+        self.use_user_id = bool(use_user_id)
+        self.use_time_gaps = bool(use_time_gaps)
+        self.use_calendar = bool(use_calendar)
+        self.mba_lambda = float(mba_lambda)
+        self.aux_loss_weight = float(aux_loss_weight)
+
+        dim = self.embedding_dim
+        # The MBA term of these tables is added once per batch by compute_loss, over every
+        # lookup of the batch; tables are therefore looked up with training=False.
+        self.item_table = EmbeddingTable(features.ITEM_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
+                                         row_counts=item_counts, name="item_table")
+        self.category_table = EmbeddingTable(features.CATEGORY_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
+                                             row_counts=category_counts, name="category_table")
+        self.gap_table = (EmbeddingTable(features.HISTORY_TIME_GAPS.encoding.num_rows, dim, name="gap_table")
+                          if self.use_time_gaps else None)
+        self.context_tables: Dict[str, EmbeddingTable] = {}
+        self.numeric_context: List[str] = []
+        for name_ in self.side_features:
+            spec = features.example_feature(name_)
+            if spec.kind == features.Kind.CATEGORY:
+                self.context_tables[xf(name_)] = EmbeddingTable(spec.encoding.num_rows, spec.embedding_dim,
+                                                                name=f"{name_}_table")
+            else:
+                self.numeric_context.append(xf(name_))
+        if self.use_user_id:
+            self.context_tables[USER] = EmbeddingTable(features.USER_ENCODING.num_rows,
+                                                       features.CANDIDATE_USER.embedding_dim, name="user_table")
+        if self.use_calendar:
+            for derived in CALENDAR:
+                self.context_tables[derived.name] = EmbeddingTable(derived.num_rows, derived.embedding_dim,
+                                                                   name=f"{derived.name}_table")
+        self.towers = [MLP(self.hidden_units, activation=activation, dropout_rate=self.dropout,
+                           use_batch_norm=self.batch_norm, output_units=1, name=f"{t.name}_tower")
+                       for t in self.task_specs]
+        self.tasks = [CTRTask(t.name, t.label, t.weight, t.ctcvr, name=f"{t.name}_task") for t in self.task_specs]
+        click = [i for i, t in enumerate(self.task_specs) if t.label == features.CLICK_LABEL.name and not t.ctcvr]
+        if any(t.ctcvr for t in self.task_specs) and not click:
+            raise ValueError("A `ctcvr` task needs a task on the click label. "
+                             f"Received: tasks={[t.to_dict() for t in self.task_specs]}")
+        self._click_index = click[0] if click else None
+        self.compute_gauc = False
+
+    # ----------------------------------------------------------------- inputs
+
+    @property
+    def input_features(self) -> List[str]:
+        """The transformed features ``call`` reads (what serving must provide)."""
+        names = [ITEM, CATEGORY, HISTORY_ITEMS, HISTORY_CATEGORIES, MASK]
+        if self.use_time_gaps:
+            names.append(HISTORY_GAPS)
+        names += list(self.context_tables) + self.numeric_context
+        return names
+
+    def behaviour(self, inputs: Mapping[str, tf.Tensor], with_negatives: bool = False) -> "Behaviour":
+        """Candidate, history and (for DIEN) negative embeddings, each table looked up once."""
+        item_ids = [inputs[ITEM], inputs[HISTORY_ITEMS]]
+        category_ids = [inputs[CATEGORY], inputs[HISTORY_CATEGORIES]]
+        if with_negatives:
+            item_ids.append(inputs[NEGATIVE_ITEMS])
+            category_ids.append(inputs[NEGATIVE_CATEGORIES])
+        items = self.item_table(item_ids, training=False)
+        categories = self.category_table(category_ids, training=False)
+        history_items = items[1]
+        if self.gap_table is not None:
+            history_items = history_items + self.gap_table(inputs[HISTORY_GAPS], training=False)
+        return Behaviour(
+            candidate=tf.concat([items[0], categories[0]], axis=-1),
+            keys=tf.concat([history_items, categories[1]], axis=-1),
+            events=tf.concat([items[1], categories[1]], axis=-1),
+            mask=tf.cast(inputs[MASK], tf.bool),
+            negatives=tf.concat([items[2], categories[2]], axis=-1) if with_negatives else None,
+        )
+
+    def context_parts(self, inputs: Mapping[str, tf.Tensor]) -> List[tf.Tensor]:
+        """User, side and calendar embeddings [B, dim_i], then numeric side values [B, 1]."""
+        parts = [table(inputs[name], training=False) for name, table in self.context_tables.items()]
+        return parts + [tf.reshape(tf.cast(inputs[name], tf.float32), [-1, 1]) for name in self.numeric_context]
+
+    def context(self, inputs: Mapping[str, tf.Tensor]) -> Optional[tf.Tensor]:
+        """[B, C]: every context part side by side; None without context features."""
+        parts = self.context_parts(inputs)
+        return tf.concat(parts, axis=-1) if parts else None
+
+    # ------------------------------------------------------------ to override
+
+    def encode(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> Tuple[List[tf.Tensor], tf.Tensor]:
+        """One tower input [B, H] per task, and an auxiliary loss (a scalar, 0 if none)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- heads
+
+    def _probabilities(self, inputs: Mapping[str, tf.Tensor], training: bool) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+        tower_inputs, aux_loss = self.encode(inputs, training=training)
+        raw = [tf.nn.sigmoid(tf.cast(tf.squeeze(tower(x, training=training), -1), tf.float32))
+               for tower, x in zip(self.towers, tower_inputs)]
+        probabilities = {}
+        for spec, p in zip(self.task_specs, raw):
+            if spec.ctcvr:
+                p = raw[self._click_index] * p
+            probabilities[spec.name] = p
+        return probabilities, aux_loss
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
+        probabilities, _ = self._probabilities(inputs, training)
+        return probabilities
+
+    def mba_loss(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Mini-batch aware L2: rows used in this batch only, each scaled by 1 / its count."""
+        if self.mba_lambda == 0:
+            return tf.constant(0.0)
+        item_ids = [inputs[n] for n in (ITEM, HISTORY_ITEMS, NEGATIVE_ITEMS) if n in inputs]
+        category_ids = [inputs[n] for n in (CATEGORY, HISTORY_CATEGORIES, NEGATIVE_CATEGORIES) if n in inputs]
+        return self.item_table.regularization(item_ids) + self.category_table.regularization(category_ids)
+
+    def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        probabilities, aux_loss = self._probabilities(inputs, training)
+        groups = inputs.get(USER_KEY)
+        total = 0.0
+        for task in self.tasks:
+            loss = task(inputs[task.label], probabilities[task.task_name], groups=groups,
+                        compute_gauc=self.compute_gauc and not training, training=training)
+            total += task.weight * loss
+        total += self.aux_loss_weight * aux_loss
+        if training:
+            total += self.mba_loss(inputs)
+        return total
+
+    # -------------------------------------------------------------- config
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "tasks": [t.to_dict() for t in self.task_specs],
+            "embedding_dim": self.embedding_dim,
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "side_features": self.side_features,
+            "use_user_id": self.use_user_id,
+            "use_time_gaps": self.use_time_gaps,
+            "use_calendar": self.use_calendar,
+            "mba_lambda": self.mba_lambda,
+            "aux_loss_weight": self.aux_loss_weight,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "CTRModel":
+        return cls(**config)
+
+
+def pooled_sum(keys: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """[B, D]: the sum of the real history embeddings."""
+    return tf.reduce_sum(keys * tf.cast(mask, keys.dtype)[..., None], axis=1)
+
+
+def with_context(parts: List[tf.Tensor], context: Optional[tf.Tensor]) -> tf.Tensor:
+    return tf.concat(parts + ([context] if context is not None else []), axis=-1)

@@ -1,0 +1,67 @@
+"""DIEN: interests extracted by a GRU (with an auxiliary loss) and evolved by an AUGRU."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.layers import AUGRU, AuxiliaryLoss, InterestExtractor
+from trainer.layers.attention import mask_logits
+from trainer.models.base import NEGATIVE_ITEMS, CTRModel, pooled_sum, with_context
+
+
+@keras.utils.register_keras_serializable(package="ctrflow")
+class DIEN(CTRModel):
+    """Deep Interest Evolution Network.
+
+    1. Interest extractor: a GRU over the time-ordered behaviour embeddings gives h_t.
+    2. Auxiliary loss: h_t must tell the next clicked event e_{t+1} from a sampled
+       negative (the history negatives made at ingest), alpha x L_aux in the total loss.
+    3. Interest evolution: a_t = softmax_t(h_t W e_a) over real steps, and an AUGRU whose
+       update gate is scaled by a_t; its last state is the evolved interest.
+    4. Towers on candidate (+) evolved interest (+) summed history (+) context.
+
+    References:
+      Zhou et al., "Deep Interest Evolution Network for Click-Through Rate Prediction",
+      AAAI 2019 (arXiv:1809.03672), Eq. 6-12.
+
+    Args:
+      gru_units: width H of both GRUs; 0 = the width of a behaviour embedding (2D).
+      aux_hidden_units: the auxiliary network's MLP (the paper's code: 100-50, sigmoid).
+      gate: "augru" (the paper's best), "aigru" or "agru".
+      **kwargs: the shared arguments of ``CTRModel`` (``aux_loss_weight`` is alpha).
+    """
+
+    def __init__(self, tasks, gru_units: int = 0, aux_hidden_units: Sequence[int] = (100, 50),
+                 gate: str = "augru", **kwargs):
+        kwargs.setdefault("aux_loss_weight", 1.0)
+        super().__init__(tasks, **kwargs)
+        self.gru_units = int(gru_units)
+        self.aux_hidden_units = [int(u) for u in aux_hidden_units]
+        self.gate = gate
+        units = self.gru_units or 2 * self.embedding_dim
+        self.extractor = InterestExtractor(units, name="interest_extractor")
+        self.auxiliary = AuxiliaryLoss(self.aux_hidden_units, activation="sigmoid", name="auxiliary_loss")
+        self.attention_projection = keras.layers.Dense(units, use_bias=False, name="attention_projection")
+        self.evolution = AUGRU(units, gate=gate, name="interest_evolution")
+
+    def encode(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> Tuple[List[tf.Tensor], tf.Tensor]:
+        with_negatives = bool(training) and self.aux_loss_weight > 0 and NEGATIVE_ITEMS in inputs
+        behaviour = self.behaviour(inputs, with_negatives=with_negatives)
+        states = self.extractor(behaviour.keys, mask=behaviour.mask, training=training)
+        aux_loss = (self.auxiliary(states, behaviour.events, behaviour.negatives, mask=behaviour.mask,
+                                   training=training)
+                    if with_negatives else tf.constant(0.0))
+        # a_t = softmax over real steps of h_t . W e_a
+        logits = tf.reduce_sum(states * self.attention_projection(behaviour.candidate)[:, None, :], axis=-1)
+        scores = tf.nn.softmax(mask_logits(logits, behaviour.mask), axis=-1) * tf.cast(behaviour.mask, logits.dtype)
+        evolved = self.evolution(states, scores, mask=behaviour.mask, training=training)
+        x = with_context([behaviour.candidate, evolved, pooled_sum(behaviour.keys, behaviour.mask)],
+                         self.context(inputs))
+        return [x] * len(self.tasks), tf.cast(aux_loss, tf.float32)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "gru_units": self.gru_units, "aux_hidden_units": self.aux_hidden_units,
+                "gate": self.gate}

@@ -1,0 +1,74 @@
+"""INFNet (v1): categorical, sequence and task tokens exchanging information through proxies."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.layers import InfnetBlock, TaskTokens
+from trainer.models.base import CTRModel
+
+
+@keras.utils.register_keras_serializable(package="ctrflow")
+class INFNet(CTRModel):
+    """INFNet-style multi-task model.
+
+    Tokens of width D: categorical tokens C (candidate item, candidate category and one
+    per context feature, each projected to D), sequence tokens S (each history event,
+    item (+) category projected to D) and one learnable token per task T. ``num_blocks``
+    InfnetBlocks let them attend to each other through proxies and Proxy Gated Units; the
+    tower of task k reads the final token T_k.
+
+    References:
+      "INFNet: A Task-aware Information Flow Network for Large-Scale Recommendation
+      Systems", arXiv:2508.11565 v1, §3.
+
+    Args:
+      num_blocks: stacked InfnetBlocks.
+      num_categorical_proxies, num_sequence_proxies, num_shared_task_tokens: per block
+        (paper defaults 4, 4, 2).
+      block_hidden_units: the MLPs of proxies and gates inside a block.
+      **kwargs: the shared arguments of ``CTRModel``.
+    """
+
+    def __init__(self, tasks, num_blocks: int = 2, num_categorical_proxies: int = 4, num_sequence_proxies: int = 4,
+                 num_shared_task_tokens: int = 2, block_hidden_units: Sequence[int] = (64,), **kwargs):
+        super().__init__(tasks, **kwargs)
+        self.num_blocks = int(num_blocks)
+        self.num_categorical_proxies = int(num_categorical_proxies)
+        self.num_sequence_proxies = int(num_sequence_proxies)
+        self.num_shared_task_tokens = int(num_shared_task_tokens)
+        self.block_hidden_units = [int(u) for u in block_hidden_units]
+        dim = self.embedding_dim
+        self.context_projections = [keras.layers.Dense(dim, name=f"context_token_{i}")
+                                    for i in range(len(self.context_tables) + len(self.numeric_context))]
+        self.sequence_projection = keras.layers.Dense(dim, name="sequence_token")
+        self.task_tokens = TaskTokens(len(self.task_specs), dim, name="task_tokens")
+        self.blocks = [
+            InfnetBlock(num_categorical_proxies, num_sequence_proxies, num_shared_task_tokens,
+                        hidden_units=self.block_hidden_units, update_features=i < self.num_blocks - 1,
+                        name=f"infnet_block_{i}")
+            for i in range(self.num_blocks)
+        ]
+
+    def encode(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> Tuple[List[tf.Tensor], tf.Tensor]:
+        behaviour = self.behaviour(inputs)
+        dim = self.embedding_dim
+        tokens = [behaviour.candidate[:, :dim], behaviour.candidate[:, dim:]]
+        tokens += [project(part) for project, part in zip(self.context_projections, self.context_parts(inputs))]
+        categorical = tf.stack(tokens, axis=1)
+        sequence = self.sequence_projection(behaviour.keys)
+        tasks = self.task_tokens(categorical)
+        for block in self.blocks:
+            categorical, sequence, tasks = block(categorical, sequence, tasks, sequence_mask=behaviour.mask,
+                                                 training=training)
+        return [tasks[:, k] for k in range(len(self.task_specs))], tf.constant(0.0)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "num_blocks": self.num_blocks,
+                "num_categorical_proxies": self.num_categorical_proxies,
+                "num_sequence_proxies": self.num_sequence_proxies,
+                "num_shared_task_tokens": self.num_shared_task_tokens,
+                "block_hidden_units": self.block_hidden_units}

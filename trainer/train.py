@@ -1,0 +1,134 @@
+"""Training and evaluating one experiment on Transform's output.
+
+Used by the TFX Trainer's ``run_fn`` (``trainer/run.py``), by benchmarks and by tests: build
+the model under a distribution strategy, fit with early stopping on the first task's eval
+GAUC, and return the trained model with its per-task evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer import data
+from trainer.config import ExperimentConfig
+from trainer.models.base import CTRModel
+from trainer.models.factory import build_model, table_row_counts
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: CTRModel
+    history: Dict[str, List[float]]
+    metrics: Dict[str, float]  # evaluation of the returned (best) weights
+    train_seconds: float
+    train_examples: int
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.train_examples / self.train_seconds if self.train_seconds else 0.0
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over the visible GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def use_mixed_precision(enabled: bool) -> bool:
+    """float16 compute with float32 variables on a GPU; a no-op on CPU, where it does not help."""
+    on = bool(enabled) and bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if on else "float32")
+    return on
+
+
+def monitored_metric(config: ExperimentConfig) -> str:
+    """What early stopping watches: the first task's eval GAUC."""
+    return f"val_{config.tasks[0].name}_gauc"
+
+
+class _TrainTime(keras.callbacks.Callback):
+    """Seconds spent in training steps (not in validation or callbacks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds += time.perf_counter() - self._started
+
+
+def train_and_evaluate(
+    config: ExperimentConfig,
+    transform_output_dir: str,
+    transformed_examples_dir: str,
+    log_dir: Optional[str] = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 2,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    warm_start_from: Optional[CTRModel] = None,
+) -> TrainResult:
+    """Trains `config` on the train split, early-stopping on eval GAUC; evaluates the best weights."""
+    import tensorflow_transform as tft
+
+    training = config.training
+    tf.keras.utils.set_random_seed(training.seed)
+    use_mixed_precision(training.mixed_precision)
+    tft_output = tft.TFTransformOutput(transform_output_dir)
+    spec = tft_output.transformed_feature_spec()
+    row_counts = table_row_counts(transform_output_dir) if config.model.mba_lambda else None
+    strategy = strategy or distribution_strategy()
+    with strategy.scope():
+        model = build_model(config, row_counts)
+        model.compile(optimizer=keras.optimizers.Adam(training.learning_rate))
+    repeat = training.steps_per_epoch > 0
+    train = data.make_dataset(data.split_pattern(transformed_examples_dir, "train"), spec, training.batch_size,
+                              shuffle=True, seed=training.seed, num_epochs=None if repeat else 1)
+    evaluation = data.make_dataset(data.split_pattern(transformed_examples_dir, "eval"), spec,
+                                   training.batch_size, shuffle=False, num_epochs=1)
+    if warm_start_from is not None:
+        model(next(iter(train)))  # create the variables
+        model.set_weights(warm_start_from.get_weights())
+    model.compute_gauc = True  # accumulated in evaluation steps only
+    counter = _TrainTime()
+    all_callbacks: List[keras.callbacks.Callback] = [counter, *callbacks]
+    if training.early_stopping_patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitored_metric(config), mode="max", patience=training.early_stopping_patience,
+            restore_best_weights=True))
+    if log_dir:
+        all_callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    history = model.fit(
+        train,
+        validation_data=evaluation,
+        epochs=training.epochs,
+        steps_per_epoch=training.steps_per_epoch or None,
+        validation_steps=training.eval_steps or None,
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    metrics = model.evaluate(evaluation, steps=training.eval_steps or None, return_dict=True, verbose=0)
+    examples = _count_train_examples(history, training, transformed_examples_dir, spec)
+    return TrainResult(model, history.history, {k: float(v) for k, v in metrics.items()}, counter.seconds, examples)
+
+
+def _count_train_examples(history, training, transformed_examples_dir, spec) -> int:
+    """Examples seen in training: epochs x (steps x batch, or the train split's size)."""
+    epochs = len(history.epoch)
+    if training.steps_per_epoch:
+        return epochs * training.steps_per_epoch * training.batch_size
+    size = sum(1 for _ in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(data.split_pattern(transformed_examples_dir, "train")), compression_type="GZIP"))
+    return epochs * size
+
+
