@@ -103,7 +103,7 @@ def test_unknown_ids_at_serving_go_to_oov_rows(analyze, make_raw, tokens_of):
 
 
 def test_custom_config_is_checked():
-    with pytest.raises(ValueError, match=r"Unknown Transform custom_config keys \['colour'\]"):
+    with pytest.raises(ValueError, match=r"Unknown Transform custom_config keys \[.colour.\]"):
         TransformSettings.from_custom_config({"colour": 1})
     with pytest.raises(ValueError, match=r"tables \['user_id'\] that have no vocabulary"):
         TransformSettings.from_custom_config({"previous_vocabularies": {"user_id": "x"}})
