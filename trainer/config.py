@@ -160,7 +160,8 @@ def _convert(annotation: str, value: Any, path: str) -> Any:
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(kind)
     if expected is not None:
         if isinstance(value, bool) and kind != "bool" or not isinstance(value, expected):
-            raise ConfigError(f"`{path}` must be a {kind}. Received: {value!r}")
+            words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text"}[kind]
+            raise ConfigError(f"`{path}` must be {words}. Received: {value!r}")
         return float(value) if kind == "float" else value
     return value
 
@@ -208,7 +209,7 @@ def _validate(config: ExperimentConfig) -> None:
 
 
 def load(path: str) -> ExperimentConfig:
-    """Reads an experiment from a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) file."""
+    """Reads an experiment from a YAML (.yaml/.yml) or JSON (.json) file."""
     if not os.path.exists(path):
         raise ConfigError(f"Config file {path!r} does not exist.")
     ext = os.path.splitext(path)[1].lower()
@@ -219,14 +220,10 @@ def load(path: str) -> ExperimentConfig:
             import yaml
 
             data = yaml.safe_load(raw) or {}
-        elif ext == ".toml":
-            import tomli
-
-            data = tomli.loads(raw.decode("utf-8"))
         elif ext == ".json":
             data = json.loads(raw)
         else:
-            raise ConfigError(f"Cannot read {path!r}: expected a .yaml, .yml, .toml or .json file.")
+            raise ConfigError(f"Cannot read {path!r}: expected a .yaml, .yml or .json file.")
     except ConfigError:
         raise
     except Exception as err:  # a parser's own error: say which file and where
