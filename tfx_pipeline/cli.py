@@ -21,6 +21,7 @@ COMMANDS = {
     "inspect": "inspect",
     "ingest": "ingest",
     "schema": "schema",
+    "transform": "transform",
     "demo": "demo",
 }
 
