@@ -39,7 +39,7 @@ ImporterError.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Set, Tuple, Union
 
 from tfx_pipeline.eventlog.formats import FileFormat
 from tfx_pipeline.eventlog.validation import Reason, Rejection
@@ -125,22 +125,32 @@ def _warn(warnings: List[str], counter: Dict[str, int], message: str) -> None:
         warnings.append(message)
 
 
+def _keyed_rows(table: "_Table", key: str, name: str, warnings: List[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(key value, values) of each usable line of a side table; unusable lines become warnings."""
+    seen = set()
+    skipped: Dict[str, int] = {}
+    for line, raw in table.lines:
+        values = table.split(raw)
+        if isinstance(values, Rejection):
+            _warn(warnings, skipped, f"{name} line {line} skipped: {values.detail}")
+            continue
+        value = values[table.index[key]]
+        if not value or value in seen:
+            problem = "empty" if not value else "repeated"
+            _warn(warnings, skipped, f"{name} line {line} skipped: {problem} {key} {value!r}")
+            continue
+        seen.add(value)
+        yield value, values
+    if skipped:
+        warnings.append(f"{name}: {skipped['n']} line(s) skipped in all")
+
+
 def load_items(path: str, warnings: List[str]) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:
     """item id -> {category_id, item_year?}; and the ids of movies without a usable year."""
     table = _Table(path, _ITEM_COLUMNS)
     items: Dict[str, Dict[str, Any]] = {}
     no_year: List[str] = []
-    skipped: Dict[str, int] = {}
-    for line, raw in table.lines:
-        values = table.split(raw)
-        if isinstance(values, Rejection):
-            _warn(warnings, skipped, f"{ITEM} line {line} skipped: {values.detail}")
-            continue
-        item = values[table.index["item_id"]]
-        if not item or item in items:
-            problem = "empty" if not item else "repeated"
-            _warn(warnings, skipped, f"{ITEM} line {line} skipped: {problem} item_id {item!r}")
-            continue
+    for item, values in _keyed_rows(table, "item_id", ITEM, warnings):
         genres = values[table.index["class"]].split()
         side: Dict[str, Any] = {features.CATEGORY_ID.name: genres[0] if genres else UNKNOWN_CATEGORY}
         year = values[table.index["release_year"]]
@@ -149,8 +159,6 @@ def load_items(path: str, warnings: List[str]) -> Tuple[Dict[str, Dict[str, Any]
         else:
             no_year.append(item)
         items[item] = side
-    if skipped:
-        warnings.append(f"{ITEM}: {skipped['n']} line(s) skipped in all")
     return items, no_year
 
 
@@ -158,17 +166,7 @@ def load_users(path: str, warnings: List[str]) -> Dict[str, Dict[str, Any]]:
     """user id -> the user's side fields that have a usable value."""
     table = _Table(path, _USER_COLUMNS)
     users: Dict[str, Dict[str, Any]] = {}
-    skipped: Dict[str, int] = {}
-    for line, raw in table.lines:
-        values = table.split(raw)
-        if isinstance(values, Rejection):
-            _warn(warnings, skipped, f"{USER} line {line} skipped: {values.detail}")
-            continue
-        user = values[table.index["user_id"]]
-        if not user or user in users:
-            problem = "empty" if not user else "repeated"
-            _warn(warnings, skipped, f"{USER} line {line} skipped: {problem} user_id {user!r}")
-            continue
+    for user, values in _keyed_rows(table, "user_id", USER, warnings):
         side: Dict[str, Any] = {}
         try:
             age = float(values[table.index["age"]])
@@ -180,8 +178,6 @@ def load_users(path: str, warnings: List[str]) -> Dict[str, Dict[str, Any]]:
             if values[table.index[column]]:
                 side[field.name] = values[table.index[column]]
         users[user] = side
-    if skipped:
-        warnings.append(f"{USER}: {skipped['n']} line(s) skipped in all")
     return users
 
 
