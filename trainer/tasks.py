@@ -45,7 +45,6 @@ class CTRTask(tfrs.tasks.Ranking):
         kwargs.pop("loss", None)
         kwargs.pop("metrics", None)
         super().__init__(
-            loss=keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
             metrics=[
                 keras.metrics.AUC(num_thresholds=1000, name=f"{task_name}_auc"),
                 keras.metrics.BinaryCrossentropy(name=f"{task_name}_logloss"),
@@ -63,9 +62,13 @@ class CTRTask(tfrs.tasks.Ranking):
              compute_gauc: bool = False, training: bool = False, compute_metrics: bool = True) -> tf.Tensor:
         labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
         predictions = tf.reshape(tf.cast(predictions, tf.float32), [-1, 1])
-        loss = super().call(labels, predictions, training=training, compute_metrics=compute_metrics)
-        if compute_metrics and compute_gauc and groups is not None:
-            self.gauc.update_state(labels, predictions, groups)
+        # Mean over the global batch, also when a distribution strategy splits it over replicas.
+        loss = tf.nn.compute_average_loss(keras.losses.binary_crossentropy(labels, predictions))
+        if compute_metrics:
+            for metric in self._ranking_metrics:
+                metric.update_state(y_true=labels, y_pred=predictions)
+            if compute_gauc and groups is not None:
+                self.gauc.update_state(labels, predictions, groups)
         return loss
 
     def get_config(self) -> Dict[str, Any]:
