@@ -19,8 +19,12 @@ class DIEN(CTRModel):
     1. Interest extractor: a GRU over the time-ordered behaviour embeddings gives h_t.
     2. Auxiliary loss: h_t must tell the next clicked event e_{t+1} from a sampled
        negative (the history negatives made at ingest), alpha x L_aux in the total loss.
-    3. Interest evolution: a_t = softmax_t(h_t W e_a) over real steps, and an AUGRU whose
-       update gate is scaled by a_t; its last state is the evolved interest.
+    3. Interest evolution: attention scores a_t from h_t W e_a (Eq. 8), and an AUGRU whose
+       update gate is scaled by a_t; its last state is the evolved interest. With
+       ``attention_normalization="softmax"`` a_t is the paper's softmax over real steps; with
+       "none" each a_t = sigmoid(h_t W e_a) on its own, which keeps how many steps match the
+       candidate (the softmax spreads a fixed total over the history), the same reason DIN
+       leaves its weights unnormalized.
     4. Towers on candidate (+) evolved interest (+) summed history (+) context.
 
     References:
@@ -31,16 +35,21 @@ class DIEN(CTRModel):
       gru_units: width H of both GRUs; 0 = the width of a behaviour embedding (2D).
       aux_hidden_units: the auxiliary network's MLP (the paper's code: 100-50, sigmoid).
       gate: "augru" (the paper's best), "aigru" or "agru".
+      attention_normalization: "softmax" (the paper) or "none" (independent sigmoids).
       **kwargs: the shared arguments of ``CTRModel`` (``aux_loss_weight`` is alpha).
     """
 
     def __init__(self, tasks, gru_units: int = 0, aux_hidden_units: Sequence[int] = (100, 50),
-                 gate: str = "augru", **kwargs):
+                 gate: str = "augru", attention_normalization: str = "softmax", **kwargs):
         kwargs.setdefault("aux_loss_weight", 1.0)
         super().__init__(tasks, **kwargs)
         self.gru_units = int(gru_units)
         self.aux_hidden_units = [int(u) for u in aux_hidden_units]
         self.gate = gate
+        if attention_normalization not in ("softmax", "none"):
+            raise ValueError("`attention_normalization` must be 'softmax' or 'none'. "
+                             f"Received: attention_normalization={attention_normalization!r}")
+        self.attention_normalization = attention_normalization
         units = self.gru_units or 2 * self.embedding_dim
         self.extractor = InterestExtractor(units, name="interest_extractor")
         self.auxiliary = AuxiliaryLoss(self.aux_hidden_units, activation="sigmoid", name="auxiliary_loss")
@@ -56,7 +65,11 @@ class DIEN(CTRModel):
                     if with_negatives else tf.constant(0.0))
         # a_t = softmax over real steps of h_t . W e_a
         logits = tf.reduce_sum(states * self.attention_projection(behaviour.candidate)[:, None, :], axis=-1)
-        scores = tf.nn.softmax(mask_logits(logits, behaviour.mask), axis=-1) * tf.cast(behaviour.mask, logits.dtype)
+        if self.attention_normalization == "softmax":
+            scores = tf.nn.softmax(mask_logits(logits, behaviour.mask), axis=-1)
+        else:
+            scores = tf.nn.sigmoid(logits)
+        scores = scores * tf.cast(behaviour.mask, logits.dtype)
         evolved = self.evolution(states, scores, mask=behaviour.mask, training=training)
         x = with_context([behaviour.candidate, evolved, pooled_sum(behaviour.keys, behaviour.mask)],
                          self.context(inputs))
@@ -64,4 +77,4 @@ class DIEN(CTRModel):
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "gru_units": self.gru_units, "aux_hidden_units": self.aux_hidden_units,
-                "gate": self.gate}
+                "gate": self.gate, "attention_normalization": self.attention_normalization}

@@ -62,7 +62,8 @@ def build_model(config: ExperimentConfig, row_counts: Optional[Dict[str, np.ndar
                    attention_activation=model.attention_activation.value,
                    attention_normalization=model.attention_normalization.value, name="din")
     if model.name == ModelName.DIEN:
-        return DIEN(**common, gru_units=model.gru_units, aux_loss_weight=model.aux_loss_weight, name="dien")
+        return DIEN(**common, gru_units=model.gru_units, aux_loss_weight=model.aux_loss_weight,
+                    attention_normalization=model.attention_normalization.value, name="dien")
     return INFNet(**common, num_blocks=model.num_blocks, num_categorical_proxies=model.num_categorical_proxies,
                   num_sequence_proxies=model.num_sequence_proxies,
                   num_shared_task_tokens=model.num_shared_task_tokens, name="infnet")
