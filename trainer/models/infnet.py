@@ -8,16 +8,18 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer.layers import InfnetBlock, TaskTokens
-from trainer.models.base import CTRModel
+from trainer.models.base import CTRModel, pooled_sum
 
 
 @keras.utils.register_keras_serializable(package="ctrflow")
 class INFNet(CTRModel):
     """INFNet-style multi-task model.
 
-    Tokens of width D: categorical tokens C (candidate item, candidate category and one
-    per context feature, each projected to D), sequence tokens S (each history event,
-    item (+) category projected to D) and one learnable token per task T. ``num_blocks``
+    Tokens of width D: categorical tokens C (candidate item, candidate category, one per
+    context feature and one for the summed history, each projected to D), sequence tokens
+    S (each history event, item (+) category projected to D) and one learnable token per
+    task T. The summed-history token carries how much of each kind the user did, which
+    softmax cross-attention (a weighted average) cannot count. ``num_blocks``
     InfnetBlocks let them attend to each other through proxies and Proxy Gated Units; the
     tower of task k reads the final token T_k.
 
@@ -45,6 +47,7 @@ class INFNet(CTRModel):
         self.context_projections = [keras.layers.Dense(dim, name=f"context_token_{i}")
                                     for i in range(len(self.context_tables) + len(self.numeric_context))]
         self.sequence_projection = keras.layers.Dense(dim, name="sequence_token")
+        self.history_projection = keras.layers.Dense(dim, name="history_token")
         self.task_tokens = TaskTokens(len(self.task_specs), dim, name="task_tokens")
         self.blocks = [
             InfnetBlock(num_categorical_proxies, num_sequence_proxies, num_shared_task_tokens,
@@ -58,6 +61,7 @@ class INFNet(CTRModel):
         dim = self.embedding_dim
         tokens = [behaviour.candidate[:, :dim], behaviour.candidate[:, dim:]]
         tokens += [project(part) for project, part in zip(self.context_projections, self.context_parts(inputs))]
+        tokens.append(self.history_projection(pooled_sum(behaviour.keys, behaviour.mask)))
         categorical = tf.stack(tokens, axis=1)
         sequence = self.sequence_projection(behaviour.keys)
         tasks = self.task_tokens(categorical)
