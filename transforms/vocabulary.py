@@ -25,7 +25,6 @@ rest, so OOV rows never move either.
 
 from __future__ import annotations
 
-import collections
 import os
 import uuid
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -191,8 +190,3 @@ def hashed_rows(tokens: tf.Tensor, encoding: features.Hashing) -> tf.Tensor:
     """Rows of `tokens` for a hashed id: 0 for '', else 1 + hash % num_buckets."""
     rows = 1 + tf.strings.to_hash_bucket_fast(tokens, encoding.num_buckets)
     return tf.where(tf.equal(tokens, ""), tf.zeros_like(rows), rows)
-
-
-def count_tokens(values: Iterable[str]) -> Dict[str, int]:
-    """Occurrences of non-empty tokens (for tests and tools)."""
-    return dict(collections.Counter(v for v in values if v))

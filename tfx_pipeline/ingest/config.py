@@ -153,8 +153,3 @@ def _member(enum_class, name: str, value: Any):
 def _require(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-
-
-def describe(config: IngestConfig) -> Dict[str, Any]:
-    """The settings as a plain dict (for manifests and reports)."""
-    return json.loads(config.to_json())

@@ -195,11 +195,6 @@ def encode_examples(batch: List[Dict[str, List[Any]]]) -> List[bytes]:
     return example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(arrays, names=names))
 
 
-def to_tf_example(values: Dict[str, List[Any]]) -> bytes:
-    """One example serialized (see encode_examples)."""
-    return encode_examples([values])[0]
-
-
 def _sum_stats(dicts) -> Dict[str, int]:
     total: collections.Counter = collections.Counter()
     for d in dicts:
@@ -396,7 +391,7 @@ def run_ingest(
     from apache_beam.options.pipeline_options import PipelineOptions
 
     manifest = logdir.read_manifest(log_dir)
-    config = config.resolved(manifest.events_per_type.get(features.IMPRESSION_EVENT, 0) > 0)
+    config = config.resolved(log_has_impressions(log_dir))
     plan = plan_spans(spans.list_spans(log_dir, manifest.utc_offset_seconds), span, num_spans, lookback_spans)
     if config.split == Split.LAST_DAY and len(plan.target) < 2:
         raise IngestError(
