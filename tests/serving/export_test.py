@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from serving import export, signatures
+from serving import export, requests, signatures
 from transforms import features
 
 xf = features.transformed_name
@@ -44,22 +44,6 @@ def tiny_model():
     return keras.Model(inputs, {"click": tf.squeeze(click, 1)})
 
 
-def dense_request(examples, names):
-    """The JSON-friendly request of serving_default: histories padded with '' or 0."""
-    request = {}
-    for name in names:
-        feature = features.example_feature(name)
-        if feature.is_sequence:
-            width = max(len(e[name]) for e in examples) or 1
-            pad = "" if feature.dtype == features.FieldType.STRING else 0
-            request[name] = [list(e[name]) + [pad] * (width - len(e[name])) for e in examples]
-        elif feature.dtype == features.FieldType.STRING:
-            request[name] = [e[name][0] if e[name] else "" for e in examples]
-        else:
-            request[name] = [e[name][0] if e[name] else float("nan") for e in examples]
-    return request
-
-
 @pytest.mark.slow
 def test_raw_serving_scores_equal_training_path_without_transform_output(analyze, make_raw, tmp_path):
     import tensorflow as tf
@@ -90,8 +74,7 @@ def test_raw_serving_scores_equal_training_path_without_transform_output(analyze
     serve = export.load_signature(export_dir)
     names = signatures.raw_inputs(INPUTS)
     assert sorted(serve.structured_input_signature[1]) == sorted(names)
-    request = dense_request(examples, names)
-    tensors = {n: tf.constant(v, dtype=serve.structured_input_signature[1][n].dtype) for n, v in request.items()}
+    tensors = requests.to_tensors(requests.dense_request(examples, names), serve.structured_input_signature[1])
     served = serve(**tensors)["click"].numpy()
     np.testing.assert_allclose(served[:-1], training_scores, atol=1e-5)
     assert np.all(np.isfinite(served)) and np.all((served > 0) & (served < 1))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from trainer import config as experiment
-from transforms import features
 
 MODELS = ["baseline", "din", "dien", "infnet"]
 IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
@@ -55,34 +54,12 @@ def eval_batch(prepared, size=16):
     return records, transformed
 
 
-def to_request(records, names):
-    """serving_default inputs from serialized raw examples: histories padded with '' or 0."""
-    import tensorflow as tf
-
-    parsed = [tf.train.Example.FromString(r).features.feature for r in records]
-    request = {}
-    for name in names:
-        spec = features.example_feature(name)
-        kind = {features.FieldType.STRING: "bytes_list", features.FieldType.INT: "int64_list",
-                features.FieldType.FLOAT: "float_list"}[spec.dtype]
-        rows = [list(getattr(p[name], kind).value) if name in p else [] for p in parsed]
-        if spec.is_sequence:
-            width = max(1, max(len(r) for r in rows))
-            pad = b"" if kind == "bytes_list" else 0
-            request[name] = tf.constant([r + [pad] * (width - len(r)) for r in rows])
-        else:
-            missing = b"" if kind == "bytes_list" else float("nan")
-            values = [r[0] if r else missing for r in rows]
-            request[name] = tf.constant(values, dtype=tf.float32 if kind == "float_list" else None)
-    return request
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_trains_exports_and_serves_raw_features(prepared, tmp_path, name):
     import tensorflow as tf
 
-    from serving import export, signatures
+    from serving import export, requests, signatures
     from trainer.train import train_and_evaluate
 
     result = train_and_evaluate(small_config(name), prepared["graph"], prepared["transformed"], verbose=0)
@@ -98,9 +75,8 @@ def test_every_model_trains_exports_and_serves_raw_features(prepared, tmp_path, 
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures[signatures.SERVING_DEFAULT]
     names = list(serve.structured_input_signature[1])
-    request = to_request(records, names)
-    request = {n: tf.cast(v, serve.structured_input_signature[1][n].dtype) for n, v in request.items()}
-    served = serve(**request)
+    request = requests.dense_request(requests.from_tf_examples(records, names), names)
+    served = serve(**requests.to_tensors(request, serve.structured_input_signature[1]))
     by_example = loaded.signatures[signatures.SERVING_TF_EXAMPLE](examples=tf.constant(records))
     for task in ("click", "conversion"):
         np.testing.assert_allclose(served[task].numpy(), expected[task].numpy(), atol=1e-5)
