@@ -58,6 +58,7 @@ class TaskConfig:
 class ModelConfig:
     name: ModelName = ModelName.DIN
     embedding_dim: int = 16
+    embedding_init_stddev: float = 1e-4  # normal init of the id tables; small keeps rare ids near 0
     hidden_units: Tuple[int, ...] = (200, 80)
     activation: Activation = Activation.DICE
     dropout: float = 0.0
@@ -86,6 +87,7 @@ class TrainingConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the training data
     eval_steps: int = 0  # 0 = the whole eval split
     early_stopping_patience: int = 2  # epochs without eval GAUC gain; 0 = off
+    shuffle_buffer: int = 100_000  # examples; large enough to mix many users' sequences
     mixed_precision: bool = False  # float16 compute on GPU where it helps
     seed: int = 0
 
@@ -174,6 +176,7 @@ def _require(ok: bool, path: str, value: Any, expected: str) -> None:
 def _validate(config: ExperimentConfig) -> None:
     model, training = config.model, config.training
     _require(model.embedding_dim >= 1, "model.embedding_dim", model.embedding_dim, "an integer >= 1")
+    _require(model.embedding_init_stddev > 0, "model.embedding_init_stddev", model.embedding_init_stddev, "> 0")
     for name in ("hidden_units", "attention_units"):
         units = getattr(model, name)
         _require(all(u >= 1 for u in units), f"model.{name}", units, "a list of positive integers")
@@ -204,6 +207,7 @@ def _validate(config: ExperimentConfig) -> None:
     _require(training.learning_rate > 0, "training.learning_rate", training.learning_rate, "> 0")
     _require(training.steps_per_epoch >= 0, "training.steps_per_epoch", training.steps_per_epoch, ">= 0")
     _require(training.eval_steps >= 0, "training.eval_steps", training.eval_steps, ">= 0")
+    _require(training.shuffle_buffer >= 1, "training.shuffle_buffer", training.shuffle_buffer, ">= 1")
     _require(training.early_stopping_patience >= 0, "training.early_stopping_patience",
              training.early_stopping_patience, ">= 0")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -14,19 +14,25 @@ def split_pattern(transformed_examples_dir: str, split: str) -> str:
 
 
 def make_dataset(
-    file_pattern: str,
+    file_pattern: Union[str, Sequence[str]],
     transformed_feature_spec,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
     num_epochs: Optional[int] = 1,
+    shuffle_buffer: int = 100_000,
 ) -> tf.data.Dataset:
     """Batches of transformed features (labels included) from gzipped tf.Example files.
 
     Each element is a dict of dense tensors keyed by transformed name; the model's
     ``compute_loss`` reads the labels from it. With `num_epochs` None the data repeats.
+
+    `shuffle_buffer` (serialized examples, about 1 KB each) must span many users: examples
+    stored by user in time order and shuffled in a small window train a model on the
+    neighbourhood instead of the task (see ``tfx_pipeline/ingest/pipeline.py``).
     """
-    files = tf.io.gfile.glob(file_pattern)
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = [f for pattern in patterns for f in tf.io.gfile.glob(pattern)]
     if not files:
         raise FileNotFoundError(f"No transformed examples match {file_pattern!r}; run Transform first.")
     return tf.data.experimental.make_batched_features_dataset(
@@ -37,7 +43,7 @@ def make_dataset(
         num_epochs=num_epochs,
         shuffle=shuffle,
         shuffle_seed=seed,
-        shuffle_buffer_size=max(10_000, 8 * batch_size),
+        shuffle_buffer_size=max(shuffle_buffer, batch_size),
         prefetch_buffer_size=tf.data.AUTOTUNE,
         drop_final_batch=False,
     )

@@ -71,15 +71,28 @@ class _TrainTime(keras.callbacks.Callback):
 def train_and_evaluate(
     config: ExperimentConfig,
     transform_output_dir: str,
-    transformed_examples_dir: str,
+    transformed_examples_dir: Optional[str] = None,
     log_dir: Optional[str] = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
     strategy: Optional[tf.distribute.Strategy] = None,
     warm_start_from: Optional[CTRModel] = None,
+    train_files: Optional[Sequence[str]] = None,
+    eval_files: Optional[Sequence[str]] = None,
 ) -> TrainResult:
-    """Trains `config` on the train split, early-stopping on eval GAUC; evaluates the best weights."""
+    """Trains `config` on the train split, early-stopping on eval GAUC; evaluates the best weights.
+
+    The examples are the ``Split-train`` and ``Split-eval`` of `transformed_examples_dir`, or
+    the file patterns `train_files` and `eval_files` (what TFX's Trainer hands ``run_fn``).
+    """
     import tensorflow_transform as tft
+
+    if train_files is None or eval_files is None:
+        if transformed_examples_dir is None:
+            raise ValueError("Give `transformed_examples_dir` or both `train_files` and `eval_files`. "
+                             f"Received: train_files={train_files!r}, eval_files={eval_files!r}")
+        train_files = [data.split_pattern(transformed_examples_dir, "train")]
+        eval_files = [data.split_pattern(transformed_examples_dir, "eval")]
 
     training = config.training
     tf.keras.utils.set_random_seed(training.seed)
@@ -92,9 +105,10 @@ def train_and_evaluate(
         model = build_model(config, row_counts)
         model.compile(optimizer=keras.optimizers.Adam(training.learning_rate))
     repeat = training.steps_per_epoch > 0
-    train = data.make_dataset(data.split_pattern(transformed_examples_dir, "train"), spec, training.batch_size,
-                              shuffle=True, seed=training.seed, num_epochs=None if repeat else 1)
-    evaluation = data.make_dataset(data.split_pattern(transformed_examples_dir, "eval"), spec,
+    train = data.make_dataset(train_files, spec, training.batch_size,
+                              shuffle=True, seed=training.seed, num_epochs=None if repeat else 1,
+                              shuffle_buffer=training.shuffle_buffer)
+    evaluation = data.make_dataset(eval_files, spec,
                                    training.batch_size, shuffle=False, num_epochs=1)
     if warm_start_from is not None:
         model(next(iter(train)))  # create the variables
@@ -118,17 +132,17 @@ def train_and_evaluate(
         verbose=verbose,
     )
     metrics = model.evaluate(evaluation, steps=training.eval_steps or None, return_dict=True, verbose=0)
-    examples = _count_train_examples(history, training, transformed_examples_dir, spec)
+    examples = _count_train_examples(history, training, train_files)
     return TrainResult(model, history.history, {k: float(v) for k, v in metrics.items()}, counter.seconds, examples)
 
 
-def _count_train_examples(history, training, transformed_examples_dir, spec) -> int:
+def _count_train_examples(history, training, train_files: Sequence[str]) -> int:
     """Examples seen in training: epochs x (steps x batch, or the train split's size)."""
     epochs = len(history.epoch)
     if training.steps_per_epoch:
         return epochs * training.steps_per_epoch * training.batch_size
-    size = sum(1 for _ in tf.data.TFRecordDataset(
-        tf.io.gfile.glob(data.split_pattern(transformed_examples_dir, "train")), compression_type="GZIP"))
+    files = [f for pattern in train_files for f in tf.io.gfile.glob(pattern)]
+    size = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
     return epochs * size
 
 

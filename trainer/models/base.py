@@ -58,6 +58,8 @@ class CTRModel(tfrs.Model):
       tasks: the tasks, as ``TaskSpec`` or dicts of its fields; one tower each.
       embedding_dim: width D of item and category embeddings (and of time gaps, which are
         added to history items); the candidate is item (+) category, 2D wide.
+      embedding_init_stddev: every id table starts N(0, stddev^2); a small value (DeepCTR's
+        1e-4) keeps ids seen a few times close to zero instead of at random directions.
       hidden_units, activation, dropout, batch_norm: the task towers.
       side_features: raw side fields used as context (categorical ones embedded, numeric
         ones taken as their z-scores).
@@ -72,6 +74,7 @@ class CTRModel(tfrs.Model):
         self,
         tasks: Sequence[Any],
         embedding_dim: int = 16,
+        embedding_init_stddev: float = 1e-4,
         hidden_units: Sequence[int] = (200, 80),
         activation: str = "dice",
         dropout: float = 0.0,
@@ -91,6 +94,10 @@ class CTRModel(tfrs.Model):
         if not self.task_specs:
             raise ValueError("`tasks` must name at least one task. Received: tasks=[]")
         self.embedding_dim = int(embedding_dim)
+        if not embedding_init_stddev > 0:
+            raise ValueError("`embedding_init_stddev` must be positive. "
+                             f"Received: embedding_init_stddev={embedding_init_stddev}")
+        self.embedding_init_stddev = float(embedding_init_stddev)
         self.hidden_units = [int(u) for u in hidden_units]
         self.activation = activation
         self.dropout = float(dropout)
@@ -106,30 +113,34 @@ class CTRModel(tfrs.Model):
         self.aux_loss_weight = float(aux_loss_weight)
 
         dim = self.embedding_dim
+
+        def table(num_rows: int, width: int, name: str, **kwargs) -> EmbeddingTable:
+            initializer = keras.initializers.RandomNormal(stddev=self.embedding_init_stddev)
+            return EmbeddingTable(num_rows, width, embeddings_initializer=initializer, name=name, **kwargs)
+
         # The MBA term of these tables is added once per batch by compute_loss, over every
         # lookup of the batch; tables are therefore looked up with training=False.
-        self.item_table = EmbeddingTable(features.ITEM_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
+        self.item_table = table(features.ITEM_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
                                          row_counts=item_counts, name="item_table")
-        self.category_table = EmbeddingTable(features.CATEGORY_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
+        self.category_table = table(features.CATEGORY_ENCODING.num_rows, dim, mba_lambda=self.mba_lambda,
                                              row_counts=category_counts, name="category_table")
-        self.gap_table = (EmbeddingTable(features.HISTORY_TIME_GAPS.encoding.num_rows, dim, name="gap_table")
+        self.gap_table = (table(features.HISTORY_TIME_GAPS.encoding.num_rows, dim, name="gap_table")
                           if self.use_time_gaps else None)
         self.context_tables: Dict[str, EmbeddingTable] = {}
         self.numeric_context: List[str] = []
         for name_ in self.side_features:
             spec = features.example_feature(name_)
             if spec.kind == features.Kind.CATEGORY:
-                self.context_tables[xf(name_)] = EmbeddingTable(spec.encoding.num_rows, spec.embedding_dim,
-                                                                name=f"{name_}_table")
+                self.context_tables[xf(name_)] = table(spec.encoding.num_rows, spec.embedding_dim, name=f"{name_}_table")
             else:
                 self.numeric_context.append(xf(name_))
         if self.use_user_id:
-            self.context_tables[USER] = EmbeddingTable(features.USER_ENCODING.num_rows,
-                                                       features.CANDIDATE_USER.embedding_dim, name="user_table")
+            self.context_tables[USER] = table(features.USER_ENCODING.num_rows, features.CANDIDATE_USER.embedding_dim,
+                                                name="user_table")
         if self.use_calendar:
             for derived in CALENDAR:
-                self.context_tables[derived.name] = EmbeddingTable(derived.num_rows, derived.embedding_dim,
-                                                                   name=f"{derived.name}_table")
+                self.context_tables[derived.name] = table(derived.num_rows, derived.embedding_dim,
+                                                          name=f"{derived.name}_table")
         self.towers = [MLP(self.hidden_units, activation=activation, dropout_rate=self.dropout,
                            use_batch_norm=self.batch_norm, output_units=1, name=f"{t.name}_tower")
                        for t in self.task_specs]
@@ -232,6 +243,7 @@ class CTRModel(tfrs.Model):
         return {
             "tasks": [t.to_dict() for t in self.task_specs],
             "embedding_dim": self.embedding_dim,
+            "embedding_init_stddev": self.embedding_init_stddev,
             "hidden_units": self.hidden_units,
             "activation": self.activation,
             "dropout": self.dropout,

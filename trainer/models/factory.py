@@ -43,6 +43,7 @@ def build_model(config: ExperimentConfig, row_counts: Optional[Dict[str, np.ndar
     common = dict(
         tasks=[TaskSpec(t.name, t.label, t.weight, t.ctcvr) for t in config.tasks],
         embedding_dim=model.embedding_dim,
+        embedding_init_stddev=model.embedding_init_stddev,
         hidden_units=model.hidden_units,
         activation=model.activation.value,
         dropout=model.dropout,
