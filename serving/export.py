@@ -16,7 +16,7 @@ from serving import signatures
 
 
 def export_serving_model(model, transform_output_dir: str, export_dir: str, input_features: Sequence[str]) -> str:
-    """Saves `model` with ``serving_default`` and ``serving_tf_example`` signatures.
+    """Saves `model` with ``serving_default``, ``serving_tf_example`` and ``slicing_features`` signatures.
 
     Args:
       model: a tf_keras model taking a dict of transformed features and returning
@@ -40,7 +40,12 @@ def export_serving_model(model, transform_output_dir: str, export_dir: str, inpu
     serving_signatures = {
         signatures.SERVING_DEFAULT: signatures.make_serving_default(model, tft_layer, raw_spec, names),
         signatures.SERVING_TF_EXAMPLE: signatures.make_serving_tf_example(model, tft_layer, raw_spec),
+        signatures.SLICING_FEATURES: signatures.make_slicing_features(raw_spec),
     }
+    for function in serving_signatures.values():
+        # Tracing calls the model on symbolic raw-derived inputs, which also gives Keras the
+        # input spec it saves with (a model trained only through compute_loss has none yet).
+        function.get_concrete_function()
     model.save(export_dir, save_format="tf", signatures=serving_signatures)
     return export_dir
 

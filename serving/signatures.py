@@ -11,7 +11,9 @@ Two signatures are exported with every model:
   model. This is what TF Serving's REST API and the local server call.
 - ``serving_tf_example`` takes serialized tf.Examples, as TFMA's Evaluator sends them.
 
-Both return ``{task: probability [B]}``.
+Both return ``{task: probability [B]}``. A third signature, ``slicing_features``, takes
+serialized tf.Examples and returns the evaluation slices that are not raw fields (the
+history-length bucket); TFMA calls it as a preprocessing function to slice by them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from transforms import features
 
 SERVING_DEFAULT = "serving_default"
 SERVING_TF_EXAMPLE = "serving_tf_example"
+SLICING_FEATURES = "slicing_features"
 EXAMPLES_INPUT = "examples"
 
 _DTYPES = {
@@ -127,3 +130,32 @@ def make_serving_tf_example(model, tft_layer, raw_feature_spec: Mapping[str, obj
         return model(transformed, training=False)
 
     return serve
+
+
+def history_bucket_labels(boundaries: Sequence[int]) -> List[str]:
+    """Readable labels of the ranges the increasing `boundaries` cut: (1, 5) -> ['0', '1-4', '5+']."""
+    edges = [0, *boundaries]
+    labels = []
+    for low, high in zip(edges, edges[1:]):
+        labels.append(str(low) if high - low == 1 else f"{low}-{high - 1}")
+    labels.append(f"{edges[-1]}+")
+    return labels
+
+
+def make_slicing_features(raw_feature_spec: Mapping[str, object],
+                          boundaries: Sequence[int] = features.HISTORY_LENGTH_BUCKETS) -> Callable:
+    """The ``slicing_features`` function: serialized tf.Examples -> {history_length_bucket: label [B]}."""
+    history = features.HISTORY_ITEMS.name
+    spec = {history: raw_feature_spec[history]}
+    labels = tf.constant(history_bucket_labels(boundaries))
+    edges = [float(b) for b in boundaries]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def slicing_features(serialized):
+        events = tf.io.parse_example(serialized, spec)[history]
+        ones = tf.SparseTensor(events.indices, tf.ones_like(events.indices[:, 0]), events.dense_shape)
+        lengths = tf.sparse.reduce_sum(ones, axis=1)
+        bucket = tf.raw_ops.Bucketize(input=tf.cast(lengths, tf.float32), boundaries=edges)
+        return {features.HISTORY_LENGTH_BUCKET.name: tf.gather(labels, bucket)}
+
+    return slicing_features

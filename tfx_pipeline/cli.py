@@ -22,6 +22,9 @@ COMMANDS = {
     "ingest": "ingest",
     "schema": "schema",
     "transform": "transform",
+    "run": "run",
+    "runs": "run",
+    "report": "run",
     "demo": "demo",
 }
 
@@ -37,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_name in COMMANDS.values():
+    for module_name in dict.fromkeys(COMMANDS.values()):  # a module may register several commands
         module = importlib.import_module(f"tfx_pipeline.commands.{module_name}")
         module.register(subparsers)
     return parser

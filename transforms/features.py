@@ -337,6 +337,14 @@ USER_KEY = DerivedFeature(
     "user_key", USER_ID.name, "the raw user id, to group metrics by user (GAUC); not a model input")
 DERIVED_FEATURES: Tuple[DerivedFeature, ...] = (HISTORY_MASK, HISTORY_LENGTH, HOUR_OF_DAY, DAY_OF_WEEK, USER_KEY)
 
+# Evaluation slices (not model inputs): computed by the exported model's slicing signature
+# from the raw example, so TFMA can slice raw eval examples by them.
+HISTORY_LENGTH_BUCKET = DerivedFeature(
+    "history_length_bucket", HISTORY_ITEMS.name,
+    "history length as a range label ('0', '1-4', ..., '50+'), for sliced evaluation")
+# Boundaries of the history-length slices: cold-start users, light, medium and heavy ones.
+HISTORY_LENGTH_BUCKETS: Tuple[int, ...] = (1, 5, 20, 50)
+
 
 def table_of(feature: ExampleFeature) -> ExampleFeature:
     """The feature whose vocabulary and embedding table `feature` uses (itself unless a sequence of another)."""

@@ -1,7 +1,9 @@
 """`ctrflow demo`: the main job on the embedded default data, as `make demo` runs it.
 
-Simulates a small behaviour log, validates it, and ingests it into training examples
-with the Beam ingest pipeline, printing what each step made.
+Simulates a small behaviour log, writes a pipeline config (DIN on click and conversion,
+``tfx_pipeline/configs/din_two_tasks.yaml``), runs the whole TFX pipeline on the local
+orchestrator (ingest, validation, Transform, Trainer, Evaluator, serving check, push), and
+scores a few raw requests with the pushed model, printing what each step made.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from tfx_pipeline import simulator
     from tfx_pipeline.cli import CommandError
     from tfx_pipeline.commands.inspect import summarize
+    from tfx_pipeline.commands.run import format_runs
+    from tfx_pipeline.config import load
     from tfx_pipeline.ingest import pipeline as ingest
-    from tfx_pipeline.ingest.config import IngestConfig
+    from tfx_pipeline.runners import local
 
     log_dir = os.path.join(args.workdir, "log")
-    ingest_dir = os.path.join(args.workdir, "ingest")
-    for directory in (log_dir, ingest_dir):
-        shutil.rmtree(directory, ignore_errors=True)
+    for name in ("log", "ingest", "pipeline", "serving"):
+        shutil.rmtree(os.path.join(args.workdir, name), ignore_errors=True)
 
     started = _step(f"simulate {DEMO_USERS} users, {DEMO_ITEMS} items, {DEMO_DAYS} days -> {log_dir}")
     config = simulator.SimulatorConfig(users=DEMO_USERS, items=DEMO_ITEMS, days=DEMO_DAYS, seed=DEMO_SEED)
@@ -43,23 +46,68 @@ def run(args: argparse.Namespace) -> int:
     started = _step(f"inspect {log_dir}")
     print(summarize(log_dir).format())
 
-    started = _step(f"ingest with Beam ({args.workers} worker processes) -> {ingest_dir}")
-    outputs = ingest.IngestOutputs(os.path.join(ingest_dir, "examples"), os.path.join(ingest_dir, "dead_letters"))
+    config_path = write_config(args.workdir)
+    config = load(config_path)
+    started = _step(f"run the TFX pipeline (config {config_path}) on LocalDagRunner")
     try:
-        report = ingest.run_ingest(log_dir, outputs, IngestConfig(), ingest.default_beam_args(args.workers))
-    except ingest.IngestError as err:
-        raise CommandError(str(err)) from None
-    print(ingest.format_report(report))
-    print(f"examples in {outputs.examples_dir}, done in {time.monotonic() - started:.1f} s")
+        record = local.run(config, ingest.default_beam_args(args.workers))
+    except Exception as err:
+        raise CommandError(f"the pipeline failed: {type(err).__name__}: {err}") from None
+    print(format_runs([record]))
+    print(f"done in {time.monotonic() - started:.1f} s")
+
+    if not record.pushed_destination:
+        raise CommandError(f"the model was not pushed ({record.status}); see `ctrflow report latest --config "
+                           f"{config_path}`.")
+    started = _step(f"score requests with the pushed model {record.pushed_destination}")
+    print(score_examples(record.pushed_destination, config))
+    print(f"\nnext: ctrflow runs --config {config_path}; ctrflow report latest --config {config_path}")
     return 0
+
+
+def write_config(workdir: str) -> str:
+    """The demo's pipeline config: the shipped DIN two-task config, paths under `workdir`."""
+    source = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "din_two_tasks.yaml")
+    target = os.path.join(workdir, "pipeline.yaml")
+    shutil.copy(source, target)
+    return target
+
+
+def score_examples(model_dir: str, config, count: int = 4) -> str:
+    """Scores the first `count` eval examples of the last run through ``serving_default``, as a
+    TF Serving client would (row-form JSON instances), and shows request and response."""
+    import glob
+    import json
+
+    import tensorflow as tf
+
+    from serving import requests
+    from serving.export import load_signature
+
+    signature = load_signature(model_dir)
+    names = sorted(signature.structured_input_signature[1])
+    pattern = os.path.join(config.pipeline.artifacts_root, "EventLogExampleGen", "examples", "*", "Split-eval", "*")
+    files = sorted(glob.glob(pattern))
+    serialized = [r.numpy() for r in tf.data.TFRecordDataset(files[-1:], compression_type="GZIP").take(count)]
+    examples = requests.from_tf_examples(serialized, names)
+    columns = requests.dense_request(examples, names)
+    specs = signature.structured_input_signature[1]
+    outputs = signature(**{n: tf.constant(v, dtype=specs[n].dtype) for n, v in columns.items()})
+    lines = []
+    for i, instance in enumerate(requests.instances(examples, names)):
+        shown = {k: (v if not isinstance(v, list) or len(v) <= 4 else v[-4:] + ["..."]) for k, v in instance.items()}
+        scores = {task: round(float(values[i]), 4) for task, values in outputs.items()}
+        lines.append(f"request {json.dumps(shown, default=str)}\n  -> {scores}")
+    return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="simulate a small log, validate and ingest it (what `make demo` runs)",
-        description="Runs the main job end to end on a small simulated log and prints what "
-        "each step made. Overwrites WORKDIR/log and WORKDIR/ingest.",
+        help="simulate a small log, run the whole pipeline, score requests (what `make demo` runs)",
+        description="Runs the main job end to end on a small simulated log: the TFX pipeline "
+        "with DIN on click and conversion, then scores a few requests with the pushed model. "
+        "Overwrites WORKDIR/log, WORKDIR/pipeline, WORKDIR/serving and WORKDIR/pipeline.yaml.",
     )
     parser.add_argument("--workdir", default=".demo", help="where to write (default .demo)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")

@@ -136,8 +136,34 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def atomic_push(model_path: str, model_dir: str, now: Optional[float] = None) -> Tuple[str, int]:
+SOURCE_MARKER = os.path.join("assets.extra", "ctrflow_source_model")  # TF Serving ignores it
+ALREADY_SERVED_PROPERTY = "already_served_version"  # on PushedModel when the model already serves
+
+
+def source_of(version_dir: str) -> Optional[str]:
+    """The trained model a pushed version came from (its marker), or None."""
+    marker = os.path.join(version_dir, SOURCE_MARKER)
+    if not fileio.exists(marker):
+        return None
+    with fileio.open(marker, "r") as stream:
+        return stream.read().strip() or None
+
+
+def serving_version_of(model_dir: str, source: str) -> Optional[int]:
+    """The newest version of `model_dir` if it was pushed from `source` (a rerun that would
+    push the same trained model again), else None."""
+    versions = existing_versions(model_dir) if fileio.exists(model_dir) else []
+    if versions and source_of(os.path.join(model_dir, str(max(versions)))) == source:
+        return max(versions)
+    return None
+
+
+def atomic_push(model_path: str, model_dir: str, now: Optional[float] = None,
+                source: Optional[str] = None) -> Tuple[str, int]:
     """Copies the SavedModel `model_path` to a new version directory of `model_dir` atomically.
+
+    `source` (the trained model's URI) is written to ``assets.extra/ctrflow_source_model``
+    inside the new version, before it becomes visible.
 
     Returns:
       (the version directory, the version).
@@ -159,6 +185,12 @@ def atomic_push(model_path: str, model_dir: str, now: Optional[float] = None) ->
     final = os.path.join(model_dir, str(version))
     try:
         (_copy_local if _is_local(model_path) else _copy_remote_source)(model_path, temp_dir)
+        if source:
+            os.makedirs(os.path.dirname(os.path.join(temp_dir, SOURCE_MARKER)), exist_ok=True)
+            with open(os.path.join(temp_dir, SOURCE_MARKER), "w") as stream:
+                stream.write(source)
+                stream.flush()
+                os.fsync(stream.fileno())
         for _ in range(_RENAME_ATTEMPTS):
             final = os.path.join(model_dir, str(version))
             try:
@@ -235,8 +267,20 @@ class AtomicPushExecutor(pusher_executor.Executor):
             raise NotImplementedError(f"Invalid versioning {versioning}; expected AUTO or UNIX_TIMESTAMP.")
         model_dir = destination.filesystem.base_directory
         model_path = self.ModelSource(input_dict)
-        push = atomic_push if _is_local(model_dir) else plain_push
-        serving_path, version = push(model_path, model_dir)
+        source = self.GetModelPath(input_dict)
+        serving = serving_version_of(model_dir, source)
+        if serving is not None:
+            # A rerun over cached training (e.g. a new baseline made the Evaluator run again):
+            # the model is already the served version; another copy would only add a version.
+            logging.info("Model %s is already served as version %d of %s; not pushed again.",
+                         source, serving, model_dir)
+            model_push.set_int_custom_property(ALREADY_SERVED_PROPERTY, serving)
+            self._MarkNotPushed(model_push)
+            return
+        if _is_local(model_dir):
+            serving_path, version = atomic_push(model_path, model_dir, source=source)
+        else:
+            serving_path, version = plain_push(model_path, model_dir)
         logging.info("Model %s pushed to %s.", model_path, serving_path)
 
         io_utils.copy_dir(model_path, model_push.uri)  # the archive copy, as TFX keeps it

@@ -32,7 +32,9 @@ def read(path):
 
 @pytest.fixture
 def push(tmp_path):
-    """push(model_blessed=1, infra_blessed=1, warmed_up=False) -> (PushedModel, model dir); one model per test."""
+    """push(model_blessed=1, infra_blessed=1, warmed_up=False, same_model=False) -> (PushedModel, model dir).
+
+    Each run trains a new model unless `same_model` (a rerun over a cached Trainer)."""
     from tfx.types import standard_artifacts, standard_component_specs as keys
     from tfx.types import channel_utils
 
@@ -49,8 +51,11 @@ def push(tmp_path):
     runs = []
 
     def run(model_blessed=1, infra_blessed=1, warmed_up=False, inputs=(keys.MODEL_BLESSING_KEY,
-                                                                     keys.INFRA_BLESSING_KEY)):
+                                                                     keys.INFRA_BLESSING_KEY), same_model=False):
         n = len(runs)
+        if n and not same_model:
+            model.uri = str(tmp_path / f"model{n}")
+            fake_saved_model(os.path.join(model.uri, "Format-Serving"), f"trained{n}")
         model_blessing = standard_artifacts.ModelBlessing()
         model_blessing.uri = str(tmp_path / f"model_blessing{n}")
         model_blessing.set_int_custom_property("blessed", model_blessed)
@@ -125,6 +130,19 @@ def test_each_push_gets_a_larger_version_and_temp_dirs_are_ignored(push):
         [str(first), str(second), str(second + 1000), str(third), f".tmp-{second + 5000}-dead"])
 
 
+def test_a_model_already_served_is_not_pushed_again(push):
+    run, model_dir = push
+    first = run()
+    version = first.get_string_custom_property("pushed_version")
+    assert pusher.source_of(os.path.join(model_dir, version)) == os.path.join(os.path.dirname(
+        first.uri), "model", "Format-Serving")
+    again = run(same_model=True)
+    assert again.get_int_custom_property("pushed") == 0
+    assert again.get_int_custom_property(pusher.ALREADY_SERVED_PROPERTY) == int(version)
+    assert sorted(os.listdir(model_dir)) == [version]
+    assert run().get_int_custom_property("pushed") == 1  # a newly trained model is pushed
+
+
 def test_the_warmed_up_model_of_the_infra_blessing_is_pushed(push):
     run, model_dir = push
     pushed = run(warmed_up=True)
@@ -154,7 +172,7 @@ def test_a_read_only_base_fails_naming_the_path_and_keeps_earlier_versions(push,
         monkeypatch.undo()
         os.chmod(model_dir, 0o755)
     message = str(raised.value)
-    assert f"Could not push the model {tmp_path / 'model' / 'Format-Serving'} to {model_dir}{os.sep}" in message
+    assert f"Could not push the model {tmp_path / 'model1' / 'Format-Serving'} to {model_dir}{os.sep}" in message
     assert f"Permission denied [EACCES] on {model_dir}{os.sep}.tmp-" in message
     assert f"the existing versions in {model_dir} are untouched" in message
     assert os.listdir(model_dir) == [os.path.basename(earlier)]
@@ -179,7 +197,7 @@ def test_a_full_disk_removes_the_partial_copy(push, monkeypatch):
     monkeypatch.undo()
     assert len(copied) == 1 and not os.path.exists(copied[0])
     assert os.listdir(model_dir) == [os.path.basename(earlier)]
-    assert sorted(os.listdir(earlier)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(earlier)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
 
 
 def test_a_directory_without_saved_model_is_not_pushed(tmp_path):
