@@ -101,7 +101,7 @@ def train_ours(name: str, prepared, args) -> Dict[str, float]:
     config = experiment.with_defaults(
         model={"name": name, "embedding_dim": args.embedding_dim, "hidden_units": [200, 80],
                "activation": "dice", "attention_units": [80, 40], "use_time_gaps": False,
-               "use_calendar": False},
+               "use_calendar": False, **json.loads(args.model_overrides)},
         training={"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                   "early_stopping_patience": 0, "seed": 1})
     result = train_and_evaluate(config, prepared["graph"], prepared["transformed"], verbose=0)
@@ -127,6 +127,10 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--models", default="baseline,din,dien,infnet,deepctr-din,deepctr-dien")
     parser.add_argument("--work", default=None, help="keep intermediate data here (default: a temp dir)")
+    parser.add_argument("--model-overrides", default="{}",
+                        help='JSON of model config values for our models, e.g. \'{"mba_lambda": 0.01}\'')
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the transformed examples already under --work (same --users and --max-history)")
     parser.add_argument("--deepctr-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out-json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,7 +138,11 @@ def main() -> int:
         return deepctr_child(args)
 
     work = args.work or tempfile.mkdtemp(prefix="amazon_bench-")
-    prepared = prepare(work, args.users, args.max_history)
+    graph = os.path.join(work, "transform", "transform_graph")
+    if args.reuse and os.path.isdir(graph):
+        prepared = {"graph": graph, "transformed": os.path.join(work, "transform", "transformed_examples")}
+    else:
+        prepared = prepare(work, args.users, args.max_history)
     results = {}
     for name in args.models.split(","):
         started = time.perf_counter()

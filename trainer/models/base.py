@@ -229,8 +229,11 @@ class CTRModel(tfrs.Model):
         groups = inputs.get(USER_KEY)
         total = 0.0
         for task in self.tasks:
+            # Metrics are evaluation's business: updating AUC's thresholds every training step
+            # costs time and the numbers describe weights that are already gone.
             loss = task(inputs[task.label], probabilities[task.task_name], groups=groups,
-                        compute_gauc=self.compute_gauc and not training, training=training)
+                        compute_gauc=self.compute_gauc and not training, training=training,
+                        compute_metrics=not training)
             total += task.weight * loss
         total += self.aux_loss_weight * aux_loss
         if training:
