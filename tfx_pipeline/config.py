@@ -131,7 +131,7 @@ class PipelineConfig:
 def load(path: str) -> PipelineConfig:
     """Reads a pipeline config from YAML (.yaml/.yml) or JSON (.json)."""
     if not os.path.exists(path):
-        raise ConfigError(f"Config file {path!r} does not exist. Write one like docs/pipeline.md shows, "
+        raise ConfigError(f"Config file {path!r} does not exist. Start from tfx_pipeline/configs/din_two_tasks.yaml "
                           "or run `make demo`, which writes .demo/pipeline.yaml.")
     ext = os.path.splitext(path)[1].lower()
     with open(path, "rb") as stream:

@@ -65,7 +65,8 @@ class ModelConfig:
     batch_norm: bool = False
     attention_units: Tuple[int, ...] = (80, 40)
     attention_activation: Activation = Activation.DICE
-    attention_normalization: Normalization = Normalization.NONE
+    # None: each model's paper default (DIN: none, keeping the intensity of interest; DIEN: softmax)
+    attention_normalization: Optional[Normalization] = None
     gru_units: int = 0  # DIEN; 0 = the width of a behaviour embedding
     aux_loss_weight: float = 1.0  # DIEN's alpha
     num_blocks: int = 2  # INFNet
@@ -144,6 +145,9 @@ def _convert(annotation: str, value: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)) or not value:
             raise ConfigError(f"`{path}` must be a non-empty list of tasks. Received: {value!r}")
         return tuple(_build(TaskConfig, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if kind.startswith("Optional[") and value is None:
+        return None
+    kind = kind[len("Optional["):-1] if kind.startswith("Optional[") else kind
     for enum_class in (ModelName, Activation, Normalization):
         if kind == enum_class.__name__:
             try:

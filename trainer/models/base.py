@@ -163,6 +163,12 @@ class CTRModel(tfrs.Model):
         names += list(self.context_tables) + self.numeric_context
         return names
 
+    @property
+    def training_features(self) -> List[str]:
+        """What training and evaluation read: the inputs, the labels and the GAUC user key."""
+        labels = list(dict.fromkeys(t.label for t in self.task_specs))
+        return self.input_features + labels + [USER_KEY]
+
     def behaviour(self, inputs: Mapping[str, tf.Tensor], with_negatives: bool = False) -> "Behaviour":
         """Candidate, history and (for DIEN) negative embeddings, each table looked up once."""
         item_ids = [inputs[ITEM], inputs[HISTORY_ITEMS]]

@@ -9,7 +9,7 @@ import tf_keras as keras
 
 from trainer.layers import AUGRU, AuxiliaryLoss, InterestExtractor
 from trainer.layers.attention import mask_logits
-from trainer.models.base import NEGATIVE_ITEMS, CTRModel, pooled_sum, with_context
+from trainer.models.base import NEGATIVE_CATEGORIES, NEGATIVE_ITEMS, CTRModel, pooled_sum, with_context
 
 
 @keras.utils.register_keras_serializable(package="ctrflow")
@@ -74,6 +74,12 @@ class DIEN(CTRModel):
         x = with_context([behaviour.candidate, evolved, pooled_sum(behaviour.keys, behaviour.mask)],
                          self.context(inputs))
         return [x] * len(self.tasks), tf.cast(aux_loss, tf.float32)
+
+    @property
+    def training_features(self) -> List[str]:
+        """Also the sampled history negatives of the auxiliary loss (training only, not served)."""
+        negatives = [NEGATIVE_ITEMS, NEGATIVE_CATEGORIES] if self.aux_loss_weight > 0 else []
+        return super().training_features + negatives
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "gru_units": self.gru_units, "aux_hidden_units": self.aux_hidden_units,

@@ -58,13 +58,14 @@ def build_model(config: ExperimentConfig, row_counts: Optional[Dict[str, np.ndar
     )
     if model.name == ModelName.BASELINE:
         return EmbeddingMLP(**common, name="baseline")
+    normalization = ({} if model.attention_normalization is None
+                     else {"attention_normalization": model.attention_normalization.value})
     if model.name == ModelName.DIN:
         return DIN(**common, attention_units=model.attention_units,
-                   attention_activation=model.attention_activation.value,
-                   attention_normalization=model.attention_normalization.value, name="din")
+                   attention_activation=model.attention_activation.value, **normalization, name="din")
     if model.name == ModelName.DIEN:
         return DIEN(**common, gru_units=model.gru_units, aux_loss_weight=model.aux_loss_weight,
-                    attention_normalization=model.attention_normalization.value, name="dien")
+                    **normalization, name="dien")
     return INFNet(**common, num_blocks=model.num_blocks, num_categorical_proxies=model.num_categorical_proxies,
                   num_sequence_proxies=model.num_sequence_proxies,
                   num_shared_task_tokens=model.num_shared_task_tokens, name="infnet")

@@ -28,7 +28,7 @@ experiment:
     - {{name: conversion, label: conversion, weight: 0.5, ctcvr: true}}
   training: {{epochs: 2, batch_size: 128, early_stopping_patience: 0}}
 evaluation:
-  thresholds: {{click: {{auc: 0.62}}}}
+  thresholds: {{click: {{auc: 0.55}}}}
   max_regression: 0.01
 serving_validation: {{num_examples: 32, num_timing_requests: 10, latency_budget_ms: 2000,
                      batch_latency_budget_ms: 5000}}
@@ -85,7 +85,7 @@ def test_first_run_pushes_a_warmed_up_blessed_model_then_a_rerun_is_cached(workd
     for component in COMPONENTS:
         assert record.states.get(component) == "COMPLETE", (component, record.states)
     assert record.blessed is True and record.serving_ok is True
-    assert record.metrics["click/auc"] >= 0.62
+    assert record.metrics["click/auc"] >= 0.55
     assert {"click/gauc", "conversion/auc", "click/logloss", "click/calibration"} <= set(record.metrics)
     pushed = versions(config.pipeline.push_base)
     assert len(pushed) == 1 and pushed[0].isdigit()
@@ -121,6 +121,33 @@ def test_a_model_trained_on_shuffled_clicks_is_not_blessed_and_not_pushed(workdi
     record = local.run(config, IN_MEMORY)
     assert record.states["Trainer"] == "COMPLETE" and record.states["Evaluator"] == "COMPLETE"
     assert record.blessed is False, record.metrics
+    # judged against the blessed model of the first run: AUC fell by more than max_regression
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(record.evaluation_uri)
+    failures = [f for s in validation.metric_validations_per_slice for f in s.failures]
+    assert any(f.metric_key.name == "auc" and f.metric_key.output_name == "click"
+               and f.metric_threshold.HasField("change_threshold") for f in failures), failures
     assert record.pushed_version is None
     assert versions(config.pipeline.push_base) == before
     assert "not blessed" in record.status
+
+
+def test_runs_and_report_commands_read_the_history(workdir, capsys, tmp_path):
+    from tfx_pipeline import cli
+
+    config = str(workdir / "pipeline.yaml")
+    assert cli.main(["runs", "--config", config]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("\nrun ") + shown.startswith("run ") == 3
+    assert "pushed v" in shown and "already serving v" in shown and "not blessed" in shown
+    assert "click/auc" in shown and "Trainer complete" in shown
+
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "latest", "--config", config, "--out", str(out)]) == 0
+    page = out.read_text()
+    for part in ("<title>ROC</title>", "<title>calibration</title>", "GAUC by category", "GAUC by history length",
+                 "not blessed", "conversion"):
+        assert part in page, part
+    assert cli.main(["report", "no-such-run", "--config", config]) == 2
+    assert "Known runs:" in capsys.readouterr().err
