@@ -84,6 +84,7 @@ def model_components(data: DataSettings, model: ModelSettings,
 
     from tfx_pipeline.components.pusher import make_pusher
     from tfx_pipeline.components.serving_validator import serving_validation
+    from tfx_pipeline.evaluation import model_loader
     from tfx_pipeline.evaluation.eval_config import make_eval_config
     from transforms.preprocessing import TransformSettings
     from transforms.run import PREPROCESSING_FN
@@ -120,6 +121,7 @@ def model_components(data: DataSettings, model: ModelSettings,
     )
     evaluation = model.evaluation
     evaluator = tfx.components.Evaluator(
+        module_path=model_loader.__name__,  # loads models with ctrflow's Keras classes registered
         examples=example_gen.outputs["examples"],
         example_splits=["eval"],
         model=trainer.outputs["model"],

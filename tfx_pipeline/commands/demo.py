@@ -95,7 +95,7 @@ def score_examples(model_dir: str, config, count: int = 4) -> str:
     outputs = signature(**{n: tf.constant(v, dtype=specs[n].dtype) for n, v in columns.items()})
     lines = []
     for i, instance in enumerate(requests.instances(examples, names)):
-        shown = {k: (v if not isinstance(v, list) or len(v) <= 4 else v[-4:] + ["..."]) for k, v in instance.items()}
+        shown = {k: (v if not isinstance(v, list) or len(v) <= 4 else ["..."] + v[-4:]) for k, v in instance.items()}
         scores = {task: round(float(values[i]), 4) for task, values in outputs.items()}
         lines.append(f"request {json.dumps(shown, default=str)}\n  -> {scores}")
     return "\n".join(lines)

@@ -10,13 +10,15 @@ Stages (each a Beam transform, so any runner can run it):
 3. ``GroupByKey`` on user, then ``UserExampleBuilder`` per user (see ``examples.py``):
    point-in-time histories, labels, negatives, split. Memory per worker is bounded by the
    largest single user's events, not by the data size.
-4. Examples are serialized, reshuffled into random order (the builder emits them by user
-   in time order, which trains badly) and written as gzipped TFRecords of tf.Example under
-   ``Split-train/`` and ``Split-eval/`` (the layout TFX Examples artifacts use); dead
-   letters as JSON Lines; counts per reason and per split as one ``ingest_report.json``.
+4. Examples are written as gzipped TFRecords of tf.Example under ``Split-train/`` and
+   ``Split-eval/`` (the layout TFX Examples artifacts use); dead letters as JSON Lines;
+   counts per reason and per split as one ``ingest_report.json``. Files hold each user's
+   examples together in time order: readers must shuffle widely (the trainer's
+   ``training.shuffle_buffer``); Beam's Reshuffle does not reorder records on the local
+   runners, so ingest does not pretend to.
 
-Time is linear in events (plus examples x max_history for copying histories); the data
-are shuffled twice: events by user, serialized examples by a random key.
+Time is linear in events (plus examples x max_history for copying histories) and the
+data are shuffled once by user.
 """
 
 from __future__ import annotations
@@ -288,11 +290,6 @@ def build_pipeline(
             | f"Features{split}" >> beam.Map(lambda out: out.features)
             | f"Batch{split}" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
             | f"Serialize{split}" >> beam.FlatMap(encode_examples)
-            # Examples leave the builder grouped by user in time order; trained in that order
-            # (through any bounded shuffle buffer) a model learns the neighbourhood, not the
-            # task: on Amazon Beauty DIN's first-epoch train loss fell to 0.22 while its eval
-            # GAUC dropped 0.03. Written in random order, every reader gets i.i.d. batches.
-            | f"Shuffle{split}" >> beam.Reshuffle()
             | f"Write{split}" >> beam.io.WriteToTFRecord(
                 os.path.join(split_dir(outputs.examples_dir, split), EXAMPLES_FILE_PREFIX),
                 file_name_suffix=".gz",
