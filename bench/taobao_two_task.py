@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "taobao")
+DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "taobao_userbehavior")
 IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 

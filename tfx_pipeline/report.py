@@ -24,12 +24,17 @@ def load_evaluation(uri: str):
     """The candidate model's TFMA result (the only model when the run had no baseline)."""
     import tensorflow_model_analysis as tfma
 
-    for model_name in ("candidate", None):
+    result = None
+    for model_name in ("candidate", ""):
         try:
-            return tfma.load_eval_result(uri, model_name=model_name) if model_name else tfma.load_eval_result(uri)
-        except Exception:  # a run without a baseline names its single model ''
+            result = tfma.load_eval_result(uri, model_name=model_name or None)
+        except Exception:  # no such model in this evaluation
             continue
-    raise ValueError(f"No readable TFMA evaluation under {uri!r}.")
+        if result.slicing_metrics:
+            return result
+    if result is None:
+        raise ValueError(f"No readable TFMA evaluation under {uri!r}.")
+    return result
 
 
 def _value(metric) -> Optional[float]:
