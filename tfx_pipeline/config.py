@@ -33,7 +33,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from tfx_pipeline.components.serving_validator import ServingValidationConfig
 from tfx_pipeline.ingest.config import IngestConfig
-from trainer.config import ConfigError, ExperimentConfig
+from trainer.config import ConfigError, ExperimentConfig, read_file
 from transforms import features
 
 THRESHOLD_METRICS = ("auc", "gauc", "calibration_low", "calibration_high", "logloss_max")
@@ -130,25 +130,8 @@ class PipelineConfig:
 
 def load(path: str) -> PipelineConfig:
     """Reads a pipeline config from YAML (.yaml/.yml) or JSON (.json)."""
-    if not os.path.exists(path):
-        raise ConfigError(f"Config file {path!r} does not exist. Start from tfx_pipeline/configs/din_two_tasks.yaml "
-                          "or run `make demo`, which writes .demo/pipeline.yaml.")
-    ext = os.path.splitext(path)[1].lower()
-    with open(path, "rb") as stream:
-        raw = stream.read()
-    try:
-        if ext in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw) or {}
-        elif ext == ".json":
-            data = json.loads(raw)
-        else:
-            raise ConfigError(f"Cannot read {path!r}: expected a .yaml, .yml or .json file.")
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise ConfigError(f"{path!r} is not valid {ext.lstrip('.').upper()}: {err}") from None
+    data = read_file(path, "Start from tfx_pipeline/configs/din_two_tasks.yaml or run `make demo`, "
+                           "which writes .demo/pipeline.yaml.")
     try:
         return PipelineConfig.from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
     except ConfigError as err:

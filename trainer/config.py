@@ -216,10 +216,10 @@ def _validate(config: ExperimentConfig) -> None:
              training.early_stopping_patience, ">= 0")
 
 
-def load(path: str) -> ExperimentConfig:
-    """Reads an experiment from a YAML (.yaml/.yml) or JSON (.json) file."""
+def read_file(path: str, missing_hint: str = "") -> Any:
+    """The parsed content of a YAML (.yaml/.yml) or JSON (.json) config file; ConfigError otherwise."""
     if not os.path.exists(path):
-        raise ConfigError(f"Config file {path!r} does not exist.")
+        raise ConfigError(f"Config file {path!r} does not exist.{' ' + missing_hint if missing_hint else ''}")
     ext = os.path.splitext(path)[1].lower()
     with open(path, "rb") as stream:
         raw = stream.read()
@@ -227,15 +227,17 @@ def load(path: str) -> ExperimentConfig:
         if ext in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(raw) or {}
-        elif ext == ".json":
-            data = json.loads(raw)
-        else:
-            raise ConfigError(f"Cannot read {path!r}: expected a .yaml, .yml or .json file.")
-    except ConfigError:
-        raise
+            return yaml.safe_load(raw) or {}
+        if ext == ".json":
+            return json.loads(raw)
     except Exception as err:  # a parser's own error: say which file and where
         raise ConfigError(f"{path!r} is not valid {ext.lstrip('.').upper()}: {err}") from None
+    raise ConfigError(f"Cannot read {path!r}: expected a .yaml, .yml or .json file.")
+
+
+def load(path: str) -> ExperimentConfig:
+    """Reads an experiment from a YAML (.yaml/.yml) or JSON (.json) file."""
+    data = read_file(path)
     return ExperimentConfig.from_dict(data)
 
 
