@@ -41,7 +41,10 @@ from tfx_pipeline.ingest.config import IngestConfig
 from trainer.config import ConfigError, ExperimentConfig, read_file
 from transforms import features
 
-THRESHOLD_METRICS = ("auc", "gauc", "calibration_low", "calibration_high", "logloss_max")
+# The keys of a task's bounds under `evaluation.thresholds`.
+AUC_MIN, GAUC_MIN, CALIBRATION_LOW, CALIBRATION_HIGH, LOGLOSS_MAX = (
+    "auc", "gauc", "calibration_low", "calibration_high", "logloss_max")
+THRESHOLD_METRICS = (AUC_MIN, GAUC_MIN, CALIBRATION_LOW, CALIBRATION_HIGH, LOGLOSS_MAX)
 
 
 @dataclasses.dataclass(frozen=True)

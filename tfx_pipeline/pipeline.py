@@ -15,7 +15,7 @@ experiment travels in its custom config.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from tfx import v1 as tfx
 
@@ -45,8 +45,18 @@ class DataSettings:
     schema_path: str = curated_schema.SCHEMA_PATH
 
 
-def data_components(data: DataSettings) -> List[tfx.dsl.components.base.base_node.BaseNode]:
-    """The ingest and validation components, in order; the last one is the anomaly gate."""
+class DataComponents(NamedTuple):
+    """The ingest and validation components, in pipeline order."""
+
+    example_gen: tfx.dsl.components.base.base_node.BaseNode
+    statistics_gen: tfx.dsl.components.base.base_node.BaseNode
+    schema_importer: tfx.dsl.components.base.base_node.BaseNode
+    example_validator: tfx.dsl.components.base.base_node.BaseNode
+    gate: tfx.dsl.components.base.base_node.BaseNode
+
+
+def data_components(data: DataSettings) -> DataComponents:
+    """The ingest and validation components; the anomaly gate stops the run on anomalies."""
     example_gen = EventLogExampleGen(
         input_base=data.log_dir,
         ingest_config=data.ingest,
@@ -61,7 +71,7 @@ def data_components(data: DataSettings) -> List[tfx.dsl.components.base.base_nod
         schema=schema_importer.outputs["schema"],
     )
     gate = ExampleAnomalyGate(anomalies=example_validator.outputs["anomalies"])
-    return [example_gen, statistics_gen, schema_importer, example_validator, gate]
+    return DataComponents(example_gen, statistics_gen, schema_importer, example_validator, gate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +87,7 @@ class ModelSettings:
     previous_vocabularies: Optional[Dict[str, str]] = None
 
 
-def model_components(data: DataSettings, model: ModelSettings,
-                     upstream: List[tfx.dsl.components.base.base_node.BaseNode]):
+def model_components(data: DataSettings, model: ModelSettings, upstream: DataComponents):
     """Transform, Trainer, the blessed-model resolver, Evaluator, ServingValidator and Pusher."""
     from tfx.proto import transform_pb2
 
@@ -89,7 +98,7 @@ def model_components(data: DataSettings, model: ModelSettings,
     from transforms.preprocessing import TransformSettings
     from transforms.run import PREPROCESSING_FN
 
-    example_gen, schema_importer, gate = upstream[0], upstream[2], upstream[-1]
+    example_gen, schema_importer, gate = upstream.example_gen, upstream.schema_importer, upstream.gate
     transform_settings = TransformSettings(previous_vocabularies=model.previous_vocabularies or {},
                                            max_history=data.ingest.max_history)
     transform = tfx.components.Transform(
@@ -146,9 +155,10 @@ def create_pipeline(
     model: Optional[ModelSettings] = None,
 ) -> tfx.dsl.Pipeline:
     """The whole pipeline, for any orchestrator: the data stage, and the model stage when `model` is given."""
-    components = data_components(data)
+    upstream = data_components(data)
+    components = list(upstream)
     if model is not None:
-        components += model_components(data, model, components)
+        components += model_components(data, model, upstream)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -121,16 +121,15 @@ def run_fn(fn_args) -> Dict[str, float]:
     )
     export_serving_model(result.model, fn_args.transform_output, fn_args.serving_model_dir,
                          result.model.input_features)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
     if result.warm_start is not None:
         from trainer import warm_start
 
         print(f"[train] {warm_start.summary(result.warm_start)}", flush=True)
-        tf.io.gfile.makedirs(fn_args.model_run_dir)
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, warm_start.WARM_START_FILE), "w") as stream:
             json.dump(result.warm_start, stream, indent=2, sort_keys=True)
     summary = {**result.metrics, "examples_per_second": result.examples_per_second,
                "train_seconds": result.train_seconds, "epochs": len(result.history.get("loss", []))}
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as stream:
         json.dump(summary, stream, indent=2, sort_keys=True)
     print("[train] eval: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items())

@@ -18,6 +18,7 @@ from typing import List, Mapping, Optional, Sequence
 import tensorflow_model_analysis as tfma
 
 from serving import signatures
+from tfx_pipeline.config import AUC_MIN, CALIBRATION_HIGH, CALIBRATION_LOW, GAUC_MIN, LOGLOSS_MAX
 from tfx_pipeline.evaluation import gauc
 from transforms import features
 
@@ -67,17 +68,17 @@ def _overall_only(metric: tfma.MetricConfig, threshold: tfma.MetricThreshold) ->
 def task_metrics(bounds: Mapping[str, float], max_regression: Optional[float]) -> List[tfma.MetricConfig]:
     """The metrics of one task, with its absolute bounds and the regression rule on AUC and GAUC."""
     calibration = None
-    if "calibration_low" in bounds or "calibration_high" in bounds:
-        calibration = _threshold(bounds.get("calibration_low"), bounds.get("calibration_high"))
+    if CALIBRATION_LOW in bounds or CALIBRATION_HIGH in bounds:
+        calibration = _threshold(bounds.get(CALIBRATION_LOW), bounds.get(CALIBRATION_HIGH))
     group_auc = gauc.metric_config()
-    gauc_threshold = _threshold(bounds.get(GAUC), None, max_regression)
+    gauc_threshold = _threshold(bounds.get(GAUC_MIN), None, max_regression)
     if gauc_threshold is not None:
         _overall_only(group_auc, gauc_threshold)
     return [
         _metric("ExampleCount", EXAMPLE_COUNT),
-        _metric("AUC", AUC, _threshold(bounds.get(AUC), None, max_regression)),
+        _metric("AUC", AUC, _threshold(bounds.get(AUC_MIN), None, max_regression)),
         group_auc,
-        _metric("BinaryCrossentropy", LOGLOSS, _threshold(None, bounds.get("logloss_max"))),
+        _metric("BinaryCrossentropy", LOGLOSS, _threshold(None, bounds.get(LOGLOSS_MAX))),
         _metric("Calibration", CALIBRATION, calibration),
         _metric("CalibrationPlot", "calibration_plot", config='{"name": "calibration_plot", "num_buckets": 20}'),
         _metric("ConfusionMatrixPlot", "confusion_matrix_plot",
