@@ -34,20 +34,18 @@ from typing import Dict
 
 import numpy as np
 
+import common
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "amazon_beauty")
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
 def prepare(work: str, users: int, max_history: int) -> Dict[str, str]:
     """Import (optionally the first `users` users), ingest with the DIN protocol, transform."""
     from tfx_pipeline.importers import run_import
-    from tfx_pipeline.ingest import pipeline as ingest
     from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
     source = DATA
     if users:
@@ -60,13 +58,9 @@ def prepare(work: str, users: int, max_history: int) -> Dict[str, str]:
                 part.write(line)
         shutil.copy(os.path.join(DATA, "Beauty_item2attributes.json"), source)
     run_import("amazon", source, os.path.join(work, "log"))
-    outputs = ingest.IngestOutputs(os.path.join(work, "ingest", "examples"), os.path.join(work, "ingest", "dead"))
-    report = ingest.run_ingest(os.path.join(work, "log"), outputs,
-                               IngestConfig(protocol="din", max_history=max_history, seed=1), IN_MEMORY)
-    graph = run_transform(outputs.examples_dir, os.path.join(work, "transform"),
-                          TransformSettings(max_history=max_history), beam_args=IN_MEMORY)
+    prepared, report = common.ingest_and_transform(work, IngestConfig(protocol="din", max_history=max_history, seed=1))
     print(f"examples: {report['examples']}", flush=True)
-    return {"graph": graph, "transformed": os.path.join(work, "transform", "transformed_examples")}
+    return prepared
 
 
 def load_arrays(prepared: Dict[str, str], split: str) -> Dict[str, np.ndarray]:
@@ -138,9 +132,8 @@ def main() -> int:
         return deepctr_child(args)
 
     work = args.work or tempfile.mkdtemp(prefix="amazon_bench-")
-    graph = os.path.join(work, "transform", "transform_graph")
-    if args.reuse and os.path.isdir(graph):
-        prepared = {"graph": graph, "transformed": os.path.join(work, "transform", "transformed_examples")}
+    if args.reuse and common.is_prepared(work):
+        prepared = common.paths(work)
     else:
         prepared = prepare(work, args.users, args.max_history)
     results = {}
@@ -222,8 +215,7 @@ def deepctr_child(args) -> int:
     from transforms import features
 
     dien = args.deepctr_child == "deepctr-dien"
-    prepared = {"graph": os.path.join(args.work, "transform", "transform_graph"),
-                "transformed": os.path.join(args.work, "transform", "transformed_examples")}
+    prepared = common.paths(args.work)
     train, evaluation = load_arrays(prepared, "train"), load_arrays(prepared, "eval")
     if dien:
         tf.compat.v1.disable_eager_execution()  # DeepCTR's DIEN runs only in TF1 graph mode

@@ -27,26 +27,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+import common  # noqa: E402
 
 
 def prepare(work: str, args) -> None:
     from tfx_pipeline import simulator
-    from tfx_pipeline.ingest import pipeline as ingest
     from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     simulator.simulate(simulator.SimulatorConfig(users=args.users, items=args.items, days=args.days, seed=args.seed,
                                                  categories=args.categories), os.path.join(work, "log"), workers=2)
-    outputs = ingest.IngestOutputs(os.path.join(work, "examples"), os.path.join(work, "dead"))
-    counts = ingest.run_ingest(os.path.join(work, "log"), outputs, IngestConfig(max_history=args.max_history),
-                               IN_MEMORY)
-    run_transform(outputs.examples_dir, os.path.join(work, "transform"),
-                  TransformSettings(max_history=args.max_history))
-    print(f"prepared {counts['examples']} in {time.perf_counter() - started:.0f} s", flush=True)
+    _, report = common.ingest_and_transform(work, IngestConfig(max_history=args.max_history))
+    print(f"prepared {report['examples']} in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def main() -> int:
@@ -67,9 +60,9 @@ def main() -> int:
     from trainer import config as experiment
     from trainer.train import train_and_evaluate
 
-    graph = os.path.join(args.work, "transform", "transform_graph")
-    if not (args.reuse and os.path.exists(graph)):
+    if not (args.reuse and common.is_prepared(args.work)):
         prepare(args.work, args)
+    prepared = common.paths(args.work)
     rows = []
     for name in args.models.split(","):
         started = time.perf_counter()
@@ -78,7 +71,7 @@ def main() -> int:
                    "side_features": ["device", "page", "user_segment", "item_price"],
                    **json.loads(args.model_overrides)},
             training={"epochs": args.epochs, "batch_size": 256, "early_stopping_patience": 1, "seed": 1})
-        result = train_and_evaluate(config, graph, os.path.join(args.work, "transform", "transformed_examples"),
+        result = train_and_evaluate(config, prepared["graph"], prepared["transformed"],
                                     verbose=0)
         best = max(range(len(result.history["val_click_gauc"])), key=lambda i: result.history["val_click_gauc"][i])
         rows.append((name, result.history["val_click_auc"][best], result.history["val_click_gauc"][best], best + 1,

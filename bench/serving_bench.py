@@ -39,19 +39,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+import common  # noqa: E402
 BATCHES = (1, 32, 256)
 CONCURRENCY = (1, 8, 32)
 
 
 def prepared_paths(args) -> Dict[str, str]:
     if args.prepared:
-        return {"graph": os.path.join(args.prepared, "transform", "transform_graph"),
-                "transformed": os.path.join(args.prepared, "transform", "transformed_examples"),
-                "raw": os.path.join(args.prepared, "ingest", "examples")}
+        return common.paths(args.prepared)
     import amazon_bench
 
     prepared = amazon_bench.prepare(args.work, args.users, args.max_history)
-    prepared["raw"] = os.path.join(args.work, "ingest", "examples")
     return prepared
 
 

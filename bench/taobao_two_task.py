@@ -21,27 +21,22 @@ import shutil
 import tempfile
 import time
 
+import common
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "taobao_userbehavior")
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
 def prepare(work: str, max_history: int):
     from tfx_pipeline.importers import run_import
-    from tfx_pipeline.ingest import pipeline as ingest
     from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
     run_import("taobao", DATA, os.path.join(work, "log"))
-    outputs = ingest.IngestOutputs(os.path.join(work, "ingest", "examples"), os.path.join(work, "ingest", "dead"))
-    report = ingest.run_ingest(os.path.join(work, "log"), outputs,
-                               IngestConfig(protocol="sampled", max_history=max_history, seed=1), IN_MEMORY)
-    graph = run_transform(outputs.examples_dir, os.path.join(work, "transform"),
-                          TransformSettings(max_history=max_history), beam_args=IN_MEMORY)
-    return report, graph, os.path.join(work, "transform", "transformed_examples")
+    prepared, report = common.ingest_and_transform(
+        work, IngestConfig(protocol="sampled", max_history=max_history, seed=1))
+    return report, prepared["graph"], prepared["transformed"]
 
 
 def main() -> int:
