@@ -191,8 +191,10 @@ def rows_to_examples(rows: Sequence[Any], names: Sequence[str]) -> List[Dict[str
     return examples
 
 
-def request_from_json(document: Any, names: Sequence[str]) -> Dict[str, Any]:
+def request_from_json(document: Any, names: Sequence[str], history_width: Optional[int] = None) -> Dict[str, Any]:
     """A predict body from a TF Serving body (returned as is) or a list of rows of raw features.
+
+    Rows' histories are padded as ``requests.instances`` pads them (`history_width`).
 
     Raises:
       ValueError: anything else, an empty list, or a row the model cannot take.
@@ -205,7 +207,7 @@ def request_from_json(document: Any, names: Sequence[str]) -> Dict[str, Any]:
     if not isinstance(document, list) or not document:
         raise ValueError("Expected a non-empty JSON list of rows of raw features, or a TF Serving predict body. "
                          f"Received: {str(document)[:200]}.")
-    return {"instances": requests.instances(rows_to_examples(document, names), list(names))}
+    return {"instances": requests.instances(rows_to_examples(document, names), list(names), history_width)}
 
 
 def examples_from_events(path: str, max_history: int = features.MAX_HISTORY) -> List[Dict[str, List[Any]]]:
@@ -406,10 +408,11 @@ def batched_bodies(instances: Sequence[Any], batch_size: int, count: Optional[in
     return bodies
 
 
-def instances_from_records(patterns: Iterable[str], names: Sequence[str], limit: int = 1024) -> List[Dict[str, Any]]:
+def instances_from_records(patterns: Iterable[str], names: Sequence[str], limit: int = 1024,
+                           history_width: Optional[int] = None) -> List[Dict[str, Any]]:
     """Row-form instances of the first `limit` raw tf.Examples in TFRecord files (GZIP or not), e.g.
-    ExampleGen's Split-eval. Histories are padded to the widest of them all, so any of them can be
-    batched together."""
+    ExampleGen's Split-eval. Histories are padded to the widest of them all (or to
+    `history_width`), so any of them can be batched together."""
     import glob
 
     import tensorflow as tf
@@ -420,4 +423,4 @@ def instances_from_records(patterns: Iterable[str], names: Sequence[str], limit:
                          "<pipeline root>/artifacts/EventLogExampleGen/examples/<id>/Split-eval/*.")
     compression = "GZIP" if files[0].endswith(".gz") else ""
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type=compression).take(limit)]
-    return requests.instances(requests.from_tf_examples(records, names), list(names))
+    return requests.instances(requests.from_tf_examples(records, names), list(names), history_width)

@@ -9,7 +9,9 @@ clients of TF Serving's REST API:
   what ``{"inputs": ...}`` carries and what the signature is called with.
 - ``instances(examples, names)``: the row form, ``[{name: value}, ...]``, what
   ``{"instances": [...]}`` carries. TF Serving stacks the rows into the same tensors, so a
-  history is padded to the batch's widest history in both forms.
+  history is padded to the batch's widest history in both forms, or, with
+  ``history_width=L``, to exactly L values: what TF Serving's server-side batching needs,
+  since it merges requests only when their tensors have the same shape (docs/deploy.md).
 - ``from_tf_examples(serialized, names)``: serialized raw tf.Examples (what ingest writes
   and ExampleGen's ``Split-eval`` holds) -> examples as dicts of lists.
 
@@ -26,7 +28,9 @@ string scalar    the string                     "" (missing)
 float scalar     the number                     NaN (missing)
 int scalar       the number                     not representable: ValueError
 history          values, newest last            right-padded with "" or 0 to the
-                                                widest history of the batch (>= 1)
+                                                widest history of the batch (>= 1),
+                                                or to ``history_width`` (the newest
+                                                values kept, as Transform keeps them)
 ===============  ============================  ===================================
 
 Strings are returned as ``str`` (tf.Example bytes are decoded as UTF-8), so every request
@@ -35,7 +39,7 @@ is JSON-serializable; ``json.dumps`` writes NaN as ``NaN``, which TF Serving acc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from transforms import features
 
@@ -90,13 +94,14 @@ def _values(example: Example, name: str, feature: features.ExampleFeature, row: 
     return [_as_number(v, feature.dtype, name, row) for v in values]
 
 
-def _column(examples: Sequence[Example], name: str) -> List[Any]:
+def _column(examples: Sequence[Example], name: str, history_width: Optional[int]) -> List[Any]:
     feature = features.example_feature(name)
     rows = [_values(example, name, feature, row) for row, example in enumerate(examples)]
     if feature.is_sequence:
-        width = max([1] + [len(values) for values in rows])
+        width = history_width or max([1] + [len(values) for values in rows])
         pad = STRING_PADDING if feature.dtype == features.FieldType.STRING else NUMBER_PADDING
-        return [values + [pad] * (width - len(values)) for values in rows]
+        return [values[len(values) - width:] if len(values) > width else values + [pad] * (width - len(values))
+                for values in rows]
     column = []
     for row, values in enumerate(rows):
         if len(values) > 1:
@@ -117,17 +122,22 @@ def _column(examples: Sequence[Example], name: str) -> List[Any]:
     return column
 
 
-def dense_request(examples: Sequence[Example], names: Sequence[str]) -> Dict[str, List[Any]]:
+def dense_request(examples: Sequence[Example], names: Sequence[str],
+                  history_width: Optional[int] = None) -> Dict[str, List[Any]]:
     """The columnar ``serving_default`` request: ``{name: [value per example]}``.
 
     Args:
       examples: raw examples, each a mapping from feature name to a list of values.
       names: the signature's inputs (``signatures.raw_inputs(model.input_features)``, or
         ``signature.structured_input_signature[1]`` of a loaded model).
+      history_width: pad (or cut, keeping the newest values) every history to exactly this
+        many values; None = the batch's widest history. Use the pipeline's
+        ``ingest.max_history`` when TF Serving batches requests: a model sees at most that
+        many values anyway, so the scores do not change.
 
     Returns:
-      Strings [B], numbers [B] and histories [B, T] (T = the widest history, at least 1)
-      as nested Python lists, in the order of `names`.
+      Strings [B], numbers [B] and histories [B, T] (T = `history_width`, or the widest
+      history, at least 1) as nested Python lists, in the order of `names`.
 
     Raises:
       ValueError: a name not in transforms/features.py, a scalar with several values, a
@@ -141,16 +151,22 @@ def dense_request(examples: Sequence[Example], names: Sequence[str]) -> Dict[str
     """
     if not examples:
         raise ValueError("`examples` must hold at least one example. Received: 0 examples.")
-    return {name: _column(examples, name) for name in names}
+    if history_width is not None and (isinstance(history_width, bool) or not isinstance(history_width, int)
+                                      or history_width < 1):
+        raise ValueError(f"`history_width` must be an integer >= 1 or None. Received: {history_width!r}. "
+                         "Use the pipeline's ingest.max_history.")
+    return {name: _column(examples, name, history_width) for name in names}
 
 
-def instances(examples: Sequence[Example], names: Sequence[str]) -> List[Dict[str, Any]]:
+def instances(examples: Sequence[Example], names: Sequence[str],
+              history_width: Optional[int] = None) -> List[Dict[str, Any]]:
     """The row form of ``dense_request``: one ``{name: value}`` per example, for ``{"instances": ...}``.
 
-    Histories are padded to the batch's widest history, as in the columnar form: TF Serving
-    stacks the instances into one [B, T] tensor and rejects rows of different lengths.
+    Histories are padded as in the columnar form (to the batch's widest history, or to
+    `history_width`): TF Serving stacks the instances into one [B, T] tensor and rejects rows
+    of different lengths.
     """
-    columns = dense_request(examples, names)
+    columns = dense_request(examples, names, history_width)
     return [{name: columns[name][row] for name in names} for row in range(len(examples))]
 
 

@@ -56,6 +56,18 @@ def test_all_empty_histories_get_width_one():
     assert request == {HISTORY: [[""], [""]], GAPS: [[0], [0]]}
 
 
+def test_a_fixed_history_width_pads_short_histories_and_keeps_the_newest_of_long_ones():
+    request = requests.dense_request(EXAMPLES, [ITEM, HISTORY, GAPS], history_width=2)
+    assert request[HISTORY] == [["b", "c"], ["", ""], ["d", ""]]
+    assert request[GAPS] == [[20, 10], [0, 0], [5, 0]]
+    assert request[ITEM] == ["i1", "i2", "i3"]  # scalars unchanged
+    rows = requests.instances(EXAMPLES[1:], [HISTORY], history_width=4)
+    assert rows == [{HISTORY: ["", "", "", ""]}, {HISTORY: ["d", "", "", ""]}]
+    for bad in (0, -1, 2.5, True, "30"):
+        with pytest.raises(ValueError, match=r"`history_width` must be an integer >= 1 or None. Received: "):
+            requests.dense_request(EXAMPLES, [HISTORY], history_width=bad)
+
+
 def test_row_and_column_forms_agree_and_serialize_to_json():
     columns = requests.dense_request(EXAMPLES, NAMES)
     rows = requests.instances(EXAMPLES, NAMES)

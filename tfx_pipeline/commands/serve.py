@@ -98,9 +98,9 @@ def _document(args: argparse.Namespace, metadata: Dict[str, Any]) -> Dict[str, A
     names = client.input_names(metadata, args.signature)
     if args.events:
         examples = client.examples_from_events(args.events, args.max_history)
-        document = {"instances": requests.instances(examples, names)}
+        document = {"instances": requests.instances(examples, names, args.pad_history)}
     else:
-        document = client.request_from_json(_read_json(args.json), names)
+        document = client.request_from_json(_read_json(args.json), names, args.pad_history)
     if args.signature != "serving_default":
         document = {**document, "signature_name": args.signature}
     return document
@@ -137,12 +137,12 @@ def _bodies(args: argparse.Namespace, target) -> "tuple[List[bytes], float]":
                          "--examples PATTERN (TFRecord files of raw tf.Examples)")
     if args.examples:
         names = client.input_names(target.metadata())
-        instances = client.instances_from_records(args.examples, names)
+        instances = client.instances_from_records(args.examples, names, history_width=args.pad_history)
         return client.batched_bodies(instances, args.batch_size), float(args.batch_size)
     document = _read_json(args.json)
     if isinstance(document, list):
         names = client.input_names(target.metadata())
-        instances = client.request_from_json(document, names)["instances"]
+        instances = client.request_from_json(document, names, args.pad_history)["instances"]
         return client.batched_bodies(instances, args.batch_size), float(args.batch_size)
     client.request_from_json(document, [])  # checks it is a predict body
     rows = document.get("instances")
@@ -172,6 +172,13 @@ def loadtest(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parsers
+def _pad_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pad-history", type=_positive, default=None, metavar="L",
+                        help="pad every history of rows and events to L values, the newest kept (TF Serving's "
+                             "batching merges only requests of one width; use the pipeline's ingest.max_history). "
+                             "Default: the widest history of the request")
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default="ctr", help="the served model's name (default ctr)")
     choice = parser.add_mutually_exclusive_group()
@@ -240,6 +247,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="history events kept per candidate with --events (default 100)")
     parser.add_argument("--signature", default="serving_default", help="signature (default serving_default)")
     parser.add_argument("--digits", type=int, default=6, help="decimals printed (default 6)")
+    _pad_argument(parser)
     _model_arguments(parser)
     parser.set_defaults(func=predict)
 
@@ -266,5 +274,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--requests", type=_positive, default=None, help="at most this many requests")
     parser.add_argument("--batch-size", type=_positive, default=1, help="rows per request (default 1)")
     parser.add_argument("--json-report", default=None, metavar="FILE", help="also write the figures as JSON")
+    _pad_argument(parser)
     _model_arguments(parser)
     parser.set_defaults(func=loadtest)

@@ -60,6 +60,10 @@ def test_predict_in_process_from_rows_and_events(model_base, tmp_path, capsys):
     assert cli.main(["predict", "--model-dir", str(model_base / "ctr"), "--json", str(model_base / "rows.json")]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [expected_line(ROWS[0]), expected_line(ROWS[1])]
+    # histories padded to one fixed width (what TF Serving's batching needs) score the same
+    assert cli.main(["predict", "--model-dir", str(model_base / "ctr"), "--json", str(model_base / "rows.json"),
+                     "--pad-history", "7"]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
 
     events = tmp_path / "events.csv"
     events.write_text("user_id,item_id,category_id,event,timestamp\nu1,i1,c1,click,1700000000\n"
