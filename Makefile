@@ -7,7 +7,11 @@ STAMP := $(VENV)/.ctrflow-synced
 UV := $(PYTHON) -m uv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
+# Test files run in parallel worker processes, each file whole and in order on one worker
+# (module fixtures such as the day-by-day retrain scenario span a file's tests).
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 .PHONY: setup test test-fast demo lock bench clean
 
@@ -22,10 +26,10 @@ $(STAMP): uv.lock pyproject.toml
 	@touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/ctrflow demo --workdir $(DEMO_DIR)

@@ -31,7 +31,10 @@ class DIEN(CTRModel):
        "none" each a_t = sigmoid(h_t W e_a) on its own, which keeps how many steps match the
        candidate (the softmax spreads a fixed total over the history), the same reason DIN
        leaves its weights unnormalized.
-    4. Towers on candidate (+) evolved interest (+) summed history (+) context.
+    4. Towers on candidate (+) evolved interest (+) summed history (+) candidate * summed
+       history (+) context, the head of the official code (mouna99/dien, script/model.py:
+       ``item_eb * item_his_eb_sum``): the product lets the tower read how much of the
+       history resembles the candidate, next to the evolved interest.
 
     References:
       Zhou et al., "Deep Interest Evolution Network for Click-Through Rate Prediction",
@@ -90,8 +93,8 @@ class DIEN(CTRModel):
             scores = tf.nn.sigmoid(logits)
         scores = scores * tf.cast(behaviour.mask, logits.dtype)
         evolved = self.evolution(states, scores, mask=behaviour.mask, training=training)
-        x = with_context([behaviour.candidate, evolved, pooled_sum(behaviour.keys, behaviour.mask)],
-                         self.context(inputs))
+        history = pooled_sum(behaviour.events, behaviour.mask)
+        x = with_context([behaviour.candidate, evolved, history, behaviour.candidate * history], self.context(inputs))
         return [x] * len(self.tasks), tf.cast(aux_loss, tf.float32)
 
     def _attention_logits(self, candidate: tf.Tensor, states: tf.Tensor, mask: tf.Tensor, training) -> tf.Tensor:
