@@ -69,11 +69,13 @@ class ModelConfig:
     dropout: float = 0.0
     batch_norm: bool = False
     attention_units: Tuple[int, ...] = (80, 40)
-    attention_activation: Activation = Activation.DICE
+    # None: each model's default (DIN: Dice, as its paper; DIEN: ReLU in the MLP scorer, as DeepCTR)
+    attention_activation: Optional[Activation] = None
     # None: each model's paper default (DIN: none, keeping the intensity of interest; DIEN: softmax)
     attention_normalization: Optional[Normalization] = None
     gru_units: int = 0  # DIEN; 0 = the width of a behaviour embedding
-    dien_attention_scorer: AttentionScorer = AttentionScorer.BILINEAR  # DIEN's interest-evolution attention
+    # DIEN's interest-evolution attention: DIN's unit, as the official code and DeepCTR score it
+    dien_attention_scorer: AttentionScorer = AttentionScorer.MLP
     aux_loss_weight: float = 1.0  # DIEN's alpha
     num_blocks: int = 2  # INFNet
     num_categorical_proxies: int = 4

@@ -10,7 +10,7 @@ from trainer import config as experiment
 MODELS = ["baseline", "din", "dien", "infnet"]
 # Model variants that change the serving graph: (id, model config overrides).
 VARIANTS = [pytest.param({"name": name}, id=name) for name in MODELS] + [
-    pytest.param({"name": "dien", "dien_attention_scorer": "mlp"}, id="dien-mlp-scorer")]
+    pytest.param({"name": "dien", "dien_attention_scorer": "bilinear"}, id="dien-bilinear-scorer")]
 IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 

@@ -135,22 +135,19 @@ class AuxiliaryLoss(keras.layers.Layer):
         if mask is None:
             mask = tf.ones(tf.shape(states)[:2], dtype=tf.bool)
         mask = tf.cast(mask, tf.bool)
-        pair_mask = tf.logical_and(mask[:, :-1], mask[:, 1:])
-        current = states[:, :-1]
-        clicked_logits = self._logits(current, clicked[:, 1:], pair_mask, training)
-        negative_logits = self._logits(current, negatives[:, 1:], pair_mask, training)
-        losses = (
-            tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.ones_like(clicked_logits), logits=clicked_logits)
-            + tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.zeros_like(negative_logits), logits=negative_logits))
-        weights = tf.cast(pair_mask, losses.dtype)
-        count = tf.reduce_sum(weights)
-        return tf.math.divide_no_nan(tf.reduce_sum(tf.where(pair_mask, losses, 0.0)), count)
-
-    def _logits(self, states, targets, pair_mask, training):
-        features = tf.concat([states, tf.cast(targets, states.dtype)], axis=-1)
-        return tf.squeeze(self.scorer(features, training=training, mask=pair_mask), axis=-1)
+        # Only the valid pairs are scored: gathered into one [2N, H + D] matrix (the N
+        # positives, then the N negatives), so padding costs nothing.
+        pairs = tf.where(tf.logical_and(mask[:, :-1], mask[:, 1:]))
+        current = tf.gather_nd(states[:, :-1], pairs)
+        features = tf.concat([
+            tf.concat([current, tf.cast(tf.gather_nd(clicked[:, 1:], pairs), current.dtype)], axis=-1),
+            tf.concat([current, tf.cast(tf.gather_nd(negatives[:, 1:], pairs), current.dtype)], axis=-1),
+        ], axis=0)
+        logits = tf.squeeze(self.scorer(features, training=training), axis=-1)
+        count = tf.shape(pairs)[0]
+        labels = tf.concat([tf.ones([count], logits.dtype), tf.zeros([count], logits.dtype)], axis=0)
+        losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(count, losses.dtype))
 
     def compute_mask(self, inputs, mask=None):
         return None

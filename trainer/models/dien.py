@@ -22,11 +22,12 @@ class DIEN(CTRModel):
     1. Interest extractor: a GRU over the time-ordered behaviour embeddings gives h_t.
     2. Auxiliary loss: h_t must tell the next clicked event e_{t+1} from a sampled
        negative (the history negatives made at ingest), alpha x L_aux in the total loss.
-    3. Interest evolution: attention scores a_t from h_t W e_a (Eq. 8), and an AUGRU whose
-       update gate is scaled by a_t; its last state is the evolved interest. With
-       ``attention_scorer="mlp"`` the logit of step t is instead DIN's feed-forward unit on
-       [e_a, h_t, e_a - h_t, e_a * h_t] (what DeepCTR's DIEN does), which can express more
-       than one bilinear form; the unit scores real steps only. With
+    3. Interest evolution: attention scores a_t of each h_t against the candidate e_a, and
+       an AUGRU whose update gate is scaled by a_t; its last state is the evolved interest.
+       The logit of step t is DIN's feed-forward unit on [e_a, h_t, e_a - h_t, e_a * h_t]
+       (``attention_scorer="mlp"``, the default: the official code's ``din_fcn_attention``
+       and DeepCTR's DIEN), which can express more than one bilinear form and scores real
+       steps only; ``"bilinear"`` is the paper's Eq. 8, h_t W e_a. With
        ``attention_normalization="softmax"`` a_t is the paper's softmax over real steps; with
        "none" each a_t = sigmoid(h_t W e_a) on its own, which keeps how many steps match the
        candidate (the softmax spreads a fixed total over the history), the same reason DIN
@@ -45,13 +46,13 @@ class DIEN(CTRModel):
       aux_hidden_units: the auxiliary network's MLP (the paper's code: 100-50, sigmoid).
       gate: "augru" (the paper's best), "aigru" or "agru".
       attention_normalization: "softmax" (the paper) or "none" (independent sigmoids).
-      attention_scorer: "bilinear" (the paper's h_t W e_a) or "mlp" (DIN's unit).
+      attention_scorer: "mlp" (DIN's unit, as the official code) or "bilinear" (Eq. 8).
       attention_units, attention_activation: the unit's MLP when ``attention_scorer="mlp"``.
       **kwargs: the shared arguments of ``CTRModel`` (``aux_loss_weight`` is alpha).
     """
 
     def __init__(self, tasks, gru_units: int = 0, aux_hidden_units: Sequence[int] = (100, 50),
-                 gate: str = "augru", attention_normalization: str = "softmax", attention_scorer: str = "bilinear",
+                 gate: str = "augru", attention_normalization: str = "softmax", attention_scorer: str = "mlp",
                  attention_units: Sequence[int] = (80, 40), attention_activation: str = "relu", **kwargs):
         kwargs.setdefault("aux_loss_weight", 1.0)
         super().__init__(tasks, **kwargs)

@@ -58,15 +58,16 @@ def build_model(config: ExperimentConfig, row_counts: Optional[Dict[str, np.ndar
     )
     if model.name == ModelName.BASELINE:
         return EmbeddingMLP(**common, name="baseline")
-    normalization = ({} if model.attention_normalization is None
-                     else {"attention_normalization": model.attention_normalization.value})
+    # Unset attention options take each model's own default.
+    attention = {key: value.value for key, value in (("attention_normalization", model.attention_normalization),
+                                                     ("attention_activation", model.attention_activation))
+                 if value is not None}
     if model.name == ModelName.DIN:
-        return DIN(**common, attention_units=model.attention_units,
-                   attention_activation=model.attention_activation.value, **normalization, name="din")
+        return DIN(**common, attention_units=model.attention_units, **attention, name="din")
     if model.name == ModelName.DIEN:
         return DIEN(**common, gru_units=model.gru_units, aux_loss_weight=model.aux_loss_weight,
                     attention_scorer=model.dien_attention_scorer.value, attention_units=model.attention_units,
-                    attention_activation=model.attention_activation.value, **normalization, name="dien")
+                    **attention, name="dien")
     return INFNet(**common, num_blocks=model.num_blocks, num_categorical_proxies=model.num_categorical_proxies,
                   num_sequence_proxies=model.num_sequence_proxies,
                   num_shared_task_tokens=model.num_shared_task_tokens, token_dim=model.infnet_token_dim,

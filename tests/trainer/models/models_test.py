@@ -7,8 +7,8 @@ from trainer import config as experiment
 from trainer.models.factory import build_model
 from transforms import features
 
-MODELS = ["baseline", "din", "dien", "infnet", "dien-mlp-scorer", "infnet-wide-tokens"]
-VARIANTS = {"dien-mlp-scorer": {"name": "dien", "dien_attention_scorer": "mlp"},
+MODELS = ["baseline", "din", "dien", "infnet", "dien-bilinear-scorer", "infnet-wide-tokens"]
+VARIANTS = {"dien-bilinear-scorer": {"name": "dien", "dien_attention_scorer": "bilinear"},
             "infnet-wide-tokens": {"name": "infnet", "infnet_token_dim": 12}}
 TWO_TASKS = [{"name": "click", "label": "click"},
              {"name": "conversion", "label": "conversion", "ctcvr": True}]
@@ -102,11 +102,13 @@ def test_a_ctcvr_task_needs_a_click_task():
 
 
 def test_dien_mlp_scorer_scores_with_dins_unit_and_projects_a_narrower_candidate(make_batch):
-    same_width = two_task_model("dien-mlp-scorer")
+    same_width = two_task_model("dien")
     same_width(make_batch(2))
     assert same_width.attention_projection is None  # GRU width 2 x 8 = candidate width
     assert same_width.attention_mlp.hidden_units == [8]
-    narrow = two_task_model("dien-mlp-scorer", gru_units=6)
+    # unset in the config, each model keeps its own attention activation
+    assert same_width.attention_activation == "relu" and two_task_model("din").attention_activation == "dice"
+    narrow = two_task_model("dien", gru_units=6)
     out = narrow(make_batch(4))
     assert narrow.attention_projection.kernel.shape == (16, 6)
     assert out["click"].shape == (4,)
@@ -127,3 +129,23 @@ def test_infnet_wide_tokens_project_the_candidate_and_feed_towers_of_that_width(
     assert [p.kernel.shape for p in model.candidate_projections] == [(8, 12), (8, 12)]
     assert model.sequence_projection.kernel.shape[-1] == 12
     assert two_task_model("infnet").candidate_projections == []  # token width = embedding width
+
+
+def test_dien_head_reads_the_candidate_times_the_summed_history(make_batch):
+    """The official code's head: [candidate, evolved interest, summed history, candidate * summed
+    history, context]; padding adds nothing to the sum."""
+    import tensorflow as tf
+
+    model = two_task_model("dien")
+    batch = make_batch(3)
+    model(batch)
+    (x, _), _ = model.encode(batch)
+    behaviour = model.behaviour(batch)
+    width = behaviour.candidate.shape[-1]  # 2D = 16
+    mask = tf.cast(behaviour.mask, tf.float32)[..., None]
+    summed = tf.reduce_sum(behaviour.events * mask, axis=1)
+    evolved = model.gru_units or width
+    np.testing.assert_allclose(x[:, :width], behaviour.candidate)
+    np.testing.assert_allclose(x[:, width + evolved:2 * width + evolved], summed, rtol=1e-6)
+    np.testing.assert_allclose(x[:, 2 * width + evolved:3 * width + evolved], behaviour.candidate * summed,
+                               rtol=1e-6, atol=1e-12)
