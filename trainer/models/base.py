@@ -170,22 +170,34 @@ class CTRModel(tfrs.Model):
         return self.input_features + labels + [USER_KEY]
 
     def behaviour(self, inputs: Mapping[str, tf.Tensor], with_negatives: bool = False) -> "Behaviour":
-        """Candidate, history and (for DIEN) negative embeddings, each table looked up once."""
-        item_ids = [inputs[ITEM], inputs[HISTORY_ITEMS]]
-        category_ids = [inputs[CATEGORY], inputs[HISTORY_CATEGORIES]]
+        """Candidate, history and (for DIEN) negative embeddings, each table looked up once.
+
+        Histories are cut after the batch's last real step: padding has no effect on any
+        model, so the trailing columns every row pads are neither looked up nor run through
+        attention units and GRUs (histories are right-padded to max_history, and most users'
+        are much shorter)."""
+        mask = tf.cast(inputs[MASK], tf.bool)
+        steps = tf.range(1, tf.shape(mask)[1] + 1)
+        width = tf.maximum(tf.reduce_max(tf.where(mask, steps[tf.newaxis, :], 0)), 1)  # RNNs need a step
+
+        def history(name: str) -> tf.Tensor:
+            return inputs[name][:, :width]
+
+        item_ids = [inputs[ITEM], history(HISTORY_ITEMS)]
+        category_ids = [inputs[CATEGORY], history(HISTORY_CATEGORIES)]
         if with_negatives:
-            item_ids.append(inputs[NEGATIVE_ITEMS])
-            category_ids.append(inputs[NEGATIVE_CATEGORIES])
+            item_ids.append(history(NEGATIVE_ITEMS))
+            category_ids.append(history(NEGATIVE_CATEGORIES))
         items = self.item_table(item_ids, training=False)
         categories = self.category_table(category_ids, training=False)
         history_items = items[1]
         if self.gap_table is not None:
-            history_items = history_items + self.gap_table(inputs[HISTORY_GAPS], training=False)
+            history_items = history_items + self.gap_table(history(HISTORY_GAPS), training=False)
         return Behaviour(
             candidate=tf.concat([items[0], categories[0]], axis=-1),
             keys=tf.concat([history_items, categories[1]], axis=-1),
             events=tf.concat([items[1], categories[1]], axis=-1),
-            mask=tf.cast(inputs[MASK], tf.bool),
+            mask=mask[:, :width],
             negatives=tf.concat([items[2], categories[2]], axis=-1) if with_negatives else None,
         )
 

@@ -64,6 +64,21 @@ def test_padded_history_positions_have_no_effect(name, make_batch):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_a_batch_of_short_or_empty_histories_scores_as_each_example_alone(name, make_batch):
+    """Histories are cut after the batch's last real step, so the trailing columns do not matter,
+    and a batch with no history at all still runs (the cut keeps one column)."""
+    model = two_task_model(name)
+    batch = make_batch(4, lengths=[0, 2, 3, 1])
+    together = model(batch)["click"].numpy()
+    alone = [model({k: v[i:i + 1] for k, v in batch.items()})["click"].numpy()[0] for i in range(4)]
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    assert model.behaviour(batch).mask.shape[1] == 3
+    empty = make_batch(3, lengths=[0, 0, 0])
+    assert np.all(np.isfinite(model(empty)["click"].numpy()))
+    assert model.behaviour(empty).mask.shape[1] == 1
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_config_round_trip(name, make_batch):
     model = two_task_model(name)
     clone = type(model).from_config(model.get_config())
