@@ -37,6 +37,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from common import IN_MEMORY
+
 CONFIG = """
 pipeline: {{name: drift, root: pipeline, log_dir: log, push_base: serving, model_name: ctr}}
 ingest: {{max_history: 20}}
@@ -55,7 +57,6 @@ serving_validation: {{num_examples: 16, num_timing_requests: 5, latency_budget_m
                      batch_latency_budget_ms: 10000}}
 retrain: {{window_spans: {window}, lookback_spans: {window}}}
 """
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
 def parse_args() -> argparse.Namespace:

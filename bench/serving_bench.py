@@ -40,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import common  # noqa: E402
+
 BATCHES = (1, 32, 256)
 CONCURRENCY = (1, 8, 32)
 
