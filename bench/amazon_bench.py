@@ -88,16 +88,22 @@ def score(groups, labels, scores) -> Dict[str, float]:
     return {"gauc": gauc(groups, labels, scores), "auc": auc(labels, scores), "logloss": logloss}
 
 
-def train_ours(name: str, prepared, args) -> Dict[str, float]:
+SORTED = "+sorted"
+
+
+def train_ours(label: str, prepared, args) -> Dict[str, float]:
+    """Trains one of our models; a label NAME+sorted trains NAME on batches sorted by history length."""
     from trainer import config as experiment
     from trainer.train import train_and_evaluate
 
+    name = label.removesuffix(SORTED)
+    window = args.length_sort_window if label.endswith(SORTED) else 0
     config = experiment.with_defaults(
         model={"name": name, "embedding_dim": args.embedding_dim, "hidden_units": [200, 80],
                "activation": "dice", "attention_units": [80, 40], "use_time_gaps": False,
                "use_calendar": False, **json.loads(args.model_overrides)},
         training={"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                  "early_stopping_patience": 0, "seed": 1})
+                  "early_stopping_patience": 0, "seed": 1, "length_sort_window": window})
     result = train_and_evaluate(config, prepared["graph"], prepared["transformed"], verbose=0)
     evaluation = load_arrays(prepared, "eval")
     import tensorflow as tf
@@ -119,7 +125,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--models", default="baseline,din,dien,infnet,deepctr-din,deepctr-dien")
+    parser.add_argument("--models", default="baseline,din,dien,infnet,deepctr-din,deepctr-dien",
+                        help=f"ours (baseline, din, dien, infnet; NAME{SORTED} on length-sorted batches) "
+                             "and DeepCTR's (deepctr-din, deepctr-dien)")
+    parser.add_argument("--length-sort-window", type=int, default=16,
+                        help=f"batches per window sorted by history length, for NAME{SORTED} models")
     parser.add_argument("--work", default=None, help="keep intermediate data here (default: a temp dir)")
     parser.add_argument("--model-overrides", default="{}",
                         help='JSON of model config values for our models, e.g. \'{"mba_lambda": 0.01}\'')

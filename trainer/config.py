@@ -98,6 +98,8 @@ class TrainingConfig:
     eval_steps: int = 0  # 0 = the whole eval split
     early_stopping_patience: int = 2  # epochs without eval GAUC gain; 0 = off
     shuffle_buffer: int = 100_000  # examples; large enough to mix many users' sequences
+    # batches per window sorted by history length, so each batch runs to its own longest history; 0 = off
+    length_sort_window: int = 0
     mixed_precision: bool = False  # float16 compute on GPU where it helps
     seed: int = 0
 
@@ -222,6 +224,8 @@ def _validate(config: ExperimentConfig) -> None:
     _require(training.steps_per_epoch >= 0, "training.steps_per_epoch", training.steps_per_epoch, ">= 0")
     _require(training.eval_steps >= 0, "training.eval_steps", training.eval_steps, ">= 0")
     _require(training.shuffle_buffer >= 1, "training.shuffle_buffer", training.shuffle_buffer, ">= 1")
+    _require(training.length_sort_window >= 0, "training.length_sort_window", training.length_sort_window,
+             ">= 0 (0 = off)")
     _require(training.early_stopping_patience >= 0, "training.early_stopping_patience",
              training.early_stopping_patience, ">= 0")
 

@@ -112,7 +112,8 @@ def train_and_evaluate(
     repeat = training.steps_per_epoch > 0
     train = data.make_dataset(train_files, spec, training.batch_size,
                               shuffle=True, seed=training.seed, num_epochs=None if repeat else 1,
-                              shuffle_buffer=training.shuffle_buffer)
+                              shuffle_buffer=training.shuffle_buffer,
+                              length_sort_window=training.length_sort_window)
     evaluation = data.make_dataset(eval_files, spec,
                                    training.batch_size, shuffle=False, num_epochs=1)
     warm_report = None

@@ -33,6 +33,7 @@ def test_yaml_file(tmp_path):
     ({"tasks": [{"name": "v", "label": "conversion", "ctcvr": True}]}, r"used together with a task on the click label"),
     ({"training": {"batch_size": 0}}, r"`training.batch_size` must be >= 1. Received: batch_size=0"),
     ({"training": {"epochs": "2"}}, r"`training.epochs` must be an integer. Received: '2'"),
+    ({"training": {"length_sort_window": -1}}, r"`training.length_sort_window` must be >= 0 \(0 = off\)"),
 ])
 def test_bad_values_name_their_path(data, message):
     with pytest.raises(ConfigError, match=message):

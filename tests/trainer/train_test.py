@@ -113,3 +113,38 @@ def test_early_stopping_watches_eval_gauc(prepared):
     assert monitored_metric(config) == "val_click_gauc"
     assert "val_click_gauc" in result.history and len(result.history["val_click_gauc"]) >= 2
 
+
+
+@pytest.mark.slow
+def test_length_sorted_batches_hold_every_example_once_and_train(prepared):
+    import tensorflow_transform as tft
+
+    from trainer import data
+    from trainer.train import train_and_evaluate
+    from transforms import features
+
+    spec = tft.TFTransformOutput(prepared["graph"]).transformed_feature_spec()
+    pattern = data.split_pattern(prepared["transformed"], "train")
+
+    item, history = features.transformed_name(features.ITEM_ID.name), features.transformed_name(features.HISTORY_ITEMS.name)
+    mask, user = features.HISTORY_MASK.name, features.USER_KEY.name
+
+    def examples(**kwargs):
+        batches = list(data.make_dataset(pattern, spec, 16, shuffle=True, seed=3, **kwargs))
+        rows = sorted((batch[user].numpy()[i], tuple(batch[history].numpy()[i].tolist()), int(batch[item].numpy()[i]))
+                      for batch in batches for i in range(len(batch[item])))
+        return batches, rows
+
+    plain, plain_rows = examples()
+    ordered, ordered_rows = examples(length_sort_window=4)
+    assert ordered_rows == plain_rows and len(ordered) == len(plain)
+
+    def spread(batches):  # mean over batches of (longest - shortest history)
+        lengths = [b[mask].numpy().sum(1) for b in batches]
+        return np.mean([x.max() - x.min() for x in lengths])
+
+    assert spread(ordered) < spread(plain)
+
+    result = train_and_evaluate(small_config("dien", steps_per_epoch=0, length_sort_window=4),
+                                prepared["graph"], prepared["transformed"], verbose=0)
+    assert np.isfinite(result.metrics["click_logloss"]) and result.train_examples == len(plain_rows)
