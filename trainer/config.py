@@ -41,6 +41,12 @@ class AttentionScorer(str, enum.Enum):
     MLP = "mlp"  # DIN's feed-forward unit on [e_a, h_t, e_a - h_t, e_a * h_t]
 
 
+class CandidateInteraction(str, enum.Enum):
+    NONE = "none"  # INFNet's paper: the candidate meets the history only in the blocks
+    TOKEN = "token"  # one more categorical token: candidate x summed history events (default)
+    SEQUENCE = "sequence"  # every sequence token also carries event x candidate
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names its path and how to fix it."""
 
@@ -82,6 +88,7 @@ class ModelConfig:
     num_sequence_proxies: int = 4
     num_shared_task_tokens: int = 2
     infnet_token_dim: int = 0  # INFNet's token width d; 0 = embedding_dim
+    infnet_candidate_interaction: CandidateInteraction = CandidateInteraction.TOKEN
     mba_lambda: float = 0.0  # mini-batch aware L2 of embeddings; 0 = off
     side_features: Tuple[str, ...] = ()  # raw side fields the model uses (e.g. "device")
     use_user_id: bool = False
@@ -159,7 +166,7 @@ def _convert(annotation: str, value: Any, path: str) -> Any:
     if kind.startswith("Optional[") and value is None:
         return None
     kind = kind[len("Optional["):-1] if kind.startswith("Optional[") else kind
-    for enum_class in (ModelName, Activation, Normalization, AttentionScorer):
+    for enum_class in (ModelName, Activation, Normalization, AttentionScorer, CandidateInteraction):
         if kind == enum_class.__name__:
             try:
                 return enum_class(value)

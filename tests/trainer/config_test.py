@@ -34,6 +34,8 @@ def test_yaml_file(tmp_path):
     ({"training": {"batch_size": 0}}, r"`training.batch_size` must be >= 1. Received: batch_size=0"),
     ({"training": {"epochs": "2"}}, r"`training.epochs` must be an integer. Received: '2'"),
     ({"training": {"length_sort_window": -1}}, r"`training.length_sort_window` must be >= 0 \(0 = off\)"),
+    ({"model": {"infnet_candidate_interaction": "cross"}},
+     r"`model.infnet_candidate_interaction` must be one of \['none', 'token', 'sequence'\]"),
 ])
 def test_bad_values_name_their_path(data, message):
     with pytest.raises(ConfigError, match=message):

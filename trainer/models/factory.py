@@ -71,7 +71,7 @@ def build_model(config: ExperimentConfig, row_counts: Optional[Dict[str, np.ndar
     return INFNet(**common, num_blocks=model.num_blocks, num_categorical_proxies=model.num_categorical_proxies,
                   num_sequence_proxies=model.num_sequence_proxies,
                   num_shared_task_tokens=model.num_shared_task_tokens, token_dim=model.infnet_token_dim,
-                  name="infnet")
+                  candidate_interaction=model.infnet_candidate_interaction.value, name="infnet")
 
 
 __all__ = ["build_model", "table_row_counts"]

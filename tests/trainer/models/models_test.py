@@ -7,9 +7,12 @@ from trainer import config as experiment
 from trainer.models.factory import build_model
 from transforms import features
 
-MODELS = ["baseline", "din", "dien", "infnet", "dien-bilinear-scorer", "infnet-wide-tokens"]
+MODELS = ["baseline", "din", "dien", "infnet", "dien-bilinear-scorer", "infnet-wide-tokens",
+          "infnet-paper-tokens", "infnet-candidate-sequence"]
 VARIANTS = {"dien-bilinear-scorer": {"name": "dien", "dien_attention_scorer": "bilinear"},
-            "infnet-wide-tokens": {"name": "infnet", "infnet_token_dim": 12}}
+            "infnet-wide-tokens": {"name": "infnet", "infnet_token_dim": 12},
+            "infnet-paper-tokens": {"name": "infnet", "infnet_candidate_interaction": "none"},
+            "infnet-candidate-sequence": {"name": "infnet", "infnet_candidate_interaction": "sequence"}}
 TWO_TASKS = [{"name": "click", "label": "click"},
              {"name": "conversion", "label": "conversion", "ctcvr": True}]
 
@@ -144,6 +147,31 @@ def test_infnet_wide_tokens_project_the_candidate_and_feed_towers_of_that_width(
     assert [p.kernel.shape for p in model.candidate_projections] == [(8, 12), (8, 12)]
     assert model.sequence_projection.kernel.shape[-1] == 12
     assert two_task_model("infnet").candidate_projections == []  # token width = embedding width
+
+
+def test_infnet_candidate_interaction_builds_the_tokens_by_hand(make_batch):
+    """token: one more categorical token, the projection of candidate x summed events; sequence:
+    each event token is the projection of [key, event x candidate]; none: neither."""
+    import tensorflow as tf
+
+    batch = make_batch(3, lengths=[0, 2, 5])
+    models = {kind: two_task_model("infnet", infnet_candidate_interaction=kind)
+              for kind in ("none", "token", "sequence")}
+    tokens = {}
+    for kind, model in models.items():
+        model(batch)
+        tokens[kind] = model.tokens(batch)
+    behaviour = models["token"].behaviour(batch)
+    mask = tf.cast(behaviour.mask, tf.float32)[..., None]
+    product = behaviour.candidate * tf.reduce_sum(behaviour.events * mask, axis=1)
+    assert tokens["token"][0].shape[1] == tokens["none"][0].shape[1] + 1 == tokens["sequence"][0].shape[1] + 1
+    np.testing.assert_allclose(tokens["token"][0][:, -1], models["token"].interaction_projection(product),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(tokens["token"][0][0, -1], models["token"].interaction_projection.bias)  # no history
+    behaviour = models["sequence"].behaviour(batch)  # each model has its own embeddings
+    keys = tf.concat([behaviour.keys, behaviour.events * behaviour.candidate[:, None]], axis=-1)
+    np.testing.assert_allclose(tokens["sequence"][1], models["sequence"].sequence_projection(keys), rtol=1e-5, atol=1e-7)
+    assert models["none"].interaction_projection is None and models["sequence"].interaction_projection is None
 
 
 def test_dien_head_reads_the_candidate_times_the_summed_history(make_batch):
