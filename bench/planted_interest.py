@@ -77,6 +77,8 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=[], metavar='LABEL={"name": MODEL, ...}',
                         help="also train MODEL with these config overrides, reported as LABEL (repeatable)")
     parser.add_argument("--model-overrides", default="{}", help="JSON merged into every model config")
+    parser.add_argument("--length-sort-window", type=int, default=0,
+                        help="training.length_sort_window of every model (0 = random batches)")
     args = parser.parse_args()
 
     from trainer import config as experiment
@@ -93,7 +95,8 @@ def main() -> int:
             config = experiment.with_defaults(
                 model={"embedding_dim": 8, "hidden_units": [64, 32], "attention_units": [32, 16],
                        "side_features": ["device", "page", "user_segment", "item_price"], **model},
-                training={"epochs": args.epochs, "batch_size": 256, "early_stopping_patience": 1, "seed": seed})
+                training={"epochs": args.epochs, "batch_size": 256, "early_stopping_patience": 1, "seed": seed,
+                          "length_sort_window": args.length_sort_window})
             history = train_and_evaluate(config, prepared["graph"], prepared["transformed"], verbose=0).history
             auc, gauc = history["val_click_auc"], history["val_click_gauc"]
             runs.setdefault(label, []).append((max(auc), max(gauc), len(auc)))
