@@ -114,7 +114,6 @@ def test_early_stopping_watches_eval_gauc(prepared):
     assert "val_click_gauc" in result.history and len(result.history["val_click_gauc"]) >= 2
 
 
-
 @pytest.mark.slow
 def test_length_sorted_batches_hold_every_example_once_and_train(prepared):
     import tensorflow_transform as tft
@@ -125,8 +124,8 @@ def test_length_sorted_batches_hold_every_example_once_and_train(prepared):
 
     spec = tft.TFTransformOutput(prepared["graph"]).transformed_feature_spec()
     pattern = data.split_pattern(prepared["transformed"], "train")
-
-    item, history = features.transformed_name(features.ITEM_ID.name), features.transformed_name(features.HISTORY_ITEMS.name)
+    item = features.transformed_name(features.ITEM_ID.name)
+    history = features.transformed_name(features.HISTORY_ITEMS.name)
     mask, user = features.HISTORY_MASK.name, features.USER_KEY.name
 
     def examples(**kwargs):
