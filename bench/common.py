@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Tuple
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
-
 
 def paths(work: str) -> Dict[str, str]:
     """graph, transformed and raw (ingest's examples) under `work`."""
@@ -26,12 +24,13 @@ def is_prepared(work: str) -> bool:
 
 def ingest_and_transform(work: str, ingest_config) -> Tuple[Dict[str, str], Dict[str, Any]]:
     """Ingests ``work/log`` with `ingest_config` and runs Transform; (paths, ingest report)."""
+    from tfx_pipeline.beam_args import in_memory
     from tfx_pipeline.ingest import pipeline as ingest
     from transforms.preprocessing import TransformSettings
     from transforms.run import run_transform
 
     outputs = ingest.IngestOutputs(os.path.join(work, "ingest", "examples"), os.path.join(work, "ingest", "dead"))
-    report = ingest.run_ingest(os.path.join(work, "log"), outputs, ingest_config, IN_MEMORY)
+    report = ingest.run_ingest(os.path.join(work, "log"), outputs, ingest_config, in_memory())
     run_transform(outputs.examples_dir, os.path.join(work, "transform"),
-                  TransformSettings(max_history=ingest_config.max_history), beam_args=IN_MEMORY)
+                  TransformSettings(max_history=ingest_config.max_history), beam_args=in_memory())
     return paths(work), report

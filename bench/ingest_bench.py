@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from tfx_pipeline import simulator
+from tfx_pipeline.beam_args import default_beam_args
 from tfx_pipeline.ingest import pipeline as ingest
 from tfx_pipeline.ingest.config import IngestConfig
 
@@ -46,7 +47,7 @@ def main() -> int:
             events = manifest.counts["good"]
             outputs = ingest.IngestOutputs(os.path.join(scratch, f"ex-{users}"), os.path.join(scratch, f"dl-{users}"))
             started = time.perf_counter()
-            report = ingest.run_ingest(log_dir, outputs, IngestConfig(), ingest.default_beam_args(args.workers))
+            report = ingest.run_ingest(log_dir, outputs, IngestConfig(), default_beam_args(args.workers))
             seconds = time.perf_counter() - started
             examples = sum(report["examples"].values())
             rows.append((users, events, examples, seconds))

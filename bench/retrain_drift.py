@@ -37,7 +37,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from common import IN_MEMORY
+from tfx_pipeline.beam_args import in_memory
 
 CONFIG = """
 pipeline: {{name: drift, root: pipeline, log_dir: log, push_base: serving, model_name: ctr}}
@@ -140,7 +140,7 @@ def main() -> int:
 
         for day in days[:args.train_day + 1]:
             deliver(day)
-        first = retrain.retrain(config, IN_MEMORY)
+        first = retrain.retrain(config, in_memory())
         print(first.describe(), flush=True)
         if first.outcome != retrain.PUSHED:
             print(f"the first retrain was not pushed ({first.reason}); lower the thresholds or add users.")
@@ -149,7 +149,7 @@ def main() -> int:
         rows = []
         for j in range(args.train_day + 1, args.days):
             deliver(days[j])
-            result = retrain.retrain(config, IN_MEMORY)
+            result = retrain.retrain(config, in_memory())
             print(result.describe(), flush=True)
             record = result.record
             if result.outcome == retrain.FAILED or not record.examples_uri:

@@ -20,12 +20,12 @@ from typing import Dict, List, NamedTuple, Optional
 from tfx import v1 as tfx
 
 from tfx_pipeline import schema as curated_schema
+from tfx_pipeline.beam_args import default_beam_args
 from tfx_pipeline.components.anomaly_gate import ExampleAnomalyGate
 from tfx_pipeline.components.event_log_example_gen import EventLogExampleGen
 from tfx_pipeline.ingest.config import IngestConfig
 from tfx_pipeline.components.serving_validator import ServingValidationConfig
 from tfx_pipeline.config import EvaluationSettings
-from tfx_pipeline.ingest.pipeline import default_beam_args
 from trainer import run as trainer_run
 from trainer.config import ExperimentConfig
 from trainer.run import EXPERIMENT_KEY, WARM_START_KEY

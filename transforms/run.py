@@ -13,6 +13,7 @@ import shutil
 from typing import List, Optional
 
 from tfx_pipeline import schema as curated_schema
+from tfx_pipeline.beam_args import in_memory
 from transforms.preprocessing import TransformSettings
 
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
@@ -67,7 +68,7 @@ def run_transform(
         specs.FORCE_TF_COMPAT_V1_KEY: 0,
     }
     context = base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=beam_args or ["--runner=DirectRunner", "--direct_running_mode=in_memory"],
+        beam_pipeline_args=beam_args or in_memory(),
         tmp_dir=os.path.join(output_dir, ".temp"),
         unique_id="transform",
     )

@@ -19,12 +19,12 @@ import glob
 import json
 import os
 
+from tfx_pipeline.beam_args import in_memory
 from tfx_pipeline.eventlog import logdir, spans
 from tfx_pipeline.eventlog.formats import EventFileWriter, FileFormat
 from tfx_pipeline.ingest import pipeline as ingest
 from tfx_pipeline.ingest.config import IngestConfig
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 DAY = 86400
 T0 = 19000 * DAY  # 2022-01-08 00:00 UTC
 HEADER = b"user_id,item_id,category_id,event,timestamp\n"
@@ -185,7 +185,7 @@ def test_every_row_is_an_event_or_a_counted_dead_letter(tmp_path):
     outputs = ingest.IngestOutputs(str(tmp_path / "examples"), str(tmp_path / "dead"))
     config = IngestConfig(protocol="impressions", split="last_event", max_history=5, max_bad_fraction=1.0)
 
-    report = ingest.run_ingest(str(log), outputs, config, IN_MEMORY)
+    report = ingest.run_ingest(str(log), outputs, config, in_memory())
 
     # The corpus, counted without the ingest, agrees with the rows it records.
     for name in sorted(os.listdir(directory)):

@@ -19,9 +19,10 @@ import time
 
 import pytest
 
+from tfx_pipeline.beam_args import in_memory
+
 from .conftest import REPO
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 UPSTREAM = ("EventLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ExampleAnomalyGate",
             "Transform")
 CONFIG = """
@@ -55,7 +56,7 @@ def start_run(config_path):
     """`ctrflow run` in its own process group, its output lines in a queue."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, "-m", "tfx_pipeline.cli", "run", "--config", str(config_path), "--",
-                                *IN_MEMORY], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                *in_memory()], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     lines: "queue.Queue[str]" = queue.Queue()
 

@@ -12,12 +12,12 @@ import shutil
 
 import pytest
 
+from tfx_pipeline.beam_args import in_memory
 from tfx_pipeline.eventlog import logdir, spans
 from tfx_pipeline.eventlog.formats import FileFormat
 from tfx_pipeline.ingest import pipeline as ingest
 from tfx_pipeline.ingest.config import IngestConfig
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 DAY = 86400
 T0 = 19000 * DAY  # 2022-01-08 00:00 UTC
 HEADER = "user_id,item_id,category_id,event,timestamp\n"
@@ -43,7 +43,7 @@ def log(tmp_path):
 
 def run(log, tmp_path, **kwargs):
     outputs = ingest.IngestOutputs(str(tmp_path / "examples"), str(tmp_path / "dead"))
-    return ingest.run_ingest(str(log), outputs, IngestConfig(), IN_MEMORY, **kwargs), outputs
+    return ingest.run_ingest(str(log), outputs, IngestConfig(), in_memory(), **kwargs), outputs
 
 
 def test_the_log_as_delivered_ingests(log, tmp_path):
@@ -98,7 +98,7 @@ def test_ctrflow_run_stops_at_the_example_gen_and_pushes_nothing(log, tmp_path, 
     shutil.copytree(log / "span-20220109", log / "span-20220109 (1)")
     config = tmp_path / "pipeline.yaml"
     config.write_text(f"pipeline: {{root: {tmp_path / 'root'}, log_dir: {log}, push_base: {tmp_path / 'serving'}}}\n")
-    assert cli.main(["run", "--config", str(config), "--"] + IN_MEMORY) == 2
+    assert cli.main(["run", "--config", str(config), "--"] + in_memory()) == 2
     err = capsys.readouterr().err
     assert "the pipeline failed" in err and "['span-20220109 (1)'], which look like span directories" in err
     assert not os.path.exists(tmp_path / "serving")

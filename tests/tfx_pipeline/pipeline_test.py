@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+from tfx_pipeline.beam_args import in_memory
 
 
 def _run(log_dir, root, schema_path=None):
@@ -18,7 +18,7 @@ def _run(log_dir, root, schema_path=None):
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(os.path.join(root, "metadata.db"))
     pipeline = ctr_pipeline.create_pipeline(
         "ctrflow-test", os.path.join(root, "pipeline"), settings,
-        metadata_connection_config=metadata, beam_pipeline_args=IN_MEMORY)
+        metadata_connection_config=metadata, beam_pipeline_args=in_memory())
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return metadata
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from tfx_pipeline import retrain
+from tfx_pipeline.beam_args import in_memory
 from transforms import features
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 COMPONENTS = ("EventLogExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ExampleAnomalyGate",
               "Transform", "Trainer", "Evaluator", "ServingValidator", "Pusher")
 
@@ -257,7 +257,7 @@ def test_day_1_pushes_a_first_blessed_model_and_retrain_is_idempotent(workdir):
     from tfx_pipeline.runners import local
 
     config = config_of(workdir)
-    result = retrain.retrain(config, IN_MEMORY)
+    result = retrain.retrain(config, in_memory())
     workdir.results.append(result)
     record = result.record
     assert result.outcome == retrain.PUSHED, result.describe()
@@ -274,7 +274,7 @@ def test_day_1_pushes_a_first_blessed_model_and_retrain_is_idempotent(workdir):
     assert os.path.exists(os.path.join(model_dir, "saved_model.pb"))
     assert os.path.getsize(os.path.join(model_dir, "assets.extra", "tf_serving_warmup_requests")) > 0
 
-    nothing = retrain.retrain(config, IN_MEMORY)
+    nothing = retrain.retrain(config, in_memory())
     assert nothing.outcome == retrain.NOTHING_TO_DO and nothing.record.run_id == record.run_id
     assert nothing.describe().startswith(f"nothing to do: {workdir.days[1]} already trained in run {record.run_id}")
     assert [r.run_id for r in local.list_runs(config)] == [record.run_id]
@@ -287,7 +287,7 @@ def test_day_2_pushes_a_new_version_warm_started_from_the_last_with_id_rows_carr
     previous = workdir.results[-1]
     previous_dir = previous.record.pushed_destination
     deliver(workdir.root, day)
-    result = retrain.retrain(config, IN_MEMORY)
+    result = retrain.retrain(config, in_memory())
     workdir.results.append(result)
     assert result.outcome == retrain.PUSHED, result.describe()
     assert result.span == day and result.model.warm_start
@@ -335,7 +335,7 @@ def test_a_day_with_flipped_labels_is_not_blessed_and_not_pushed(workdir, capsys
     deliver(workdir.root, day)
     flip_clicks(workdir.root / "log" / day, IngestConfig().click_window_seconds)
 
-    assert cli.main(["retrain", "--config", str(workdir.root / "pipeline.yaml"), "--"] + IN_MEMORY) == 0
+    assert cli.main(["retrain", "--config", str(workdir.root / "pipeline.yaml"), "--"] + in_memory()) == 0
     out = capsys.readouterr().out
     assert f"retrain {day}: train on {workdir.days[1]}..{workdir.days[2]} (2 spans), eval on {day}" in out
     assert "warm-started from the latest blessed model" in out
@@ -371,7 +371,7 @@ def test_a_model_trained_on_shuffled_clicks_regresses_against_the_blessed_one_an
     deliver(workdir.root, newest)  # the corrected delivery of the flipped day
     shuffle_clicks(str(workdir.root / "log"), workdir.days[:3])
 
-    record = local.run(config, IN_MEMORY)
+    record = local.run(config, in_memory())
     assert record.states["Trainer"] == "COMPLETE" and record.states["Evaluator"] == "COMPLETE"
     assert record.blessed is False, record.metrics
     validation = tfma.load_validation_result(record.evaluation_uri)

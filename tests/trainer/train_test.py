@@ -5,14 +5,13 @@ import os
 import numpy as np
 import pytest
 
+from tfx_pipeline.beam_args import in_memory
 from trainer import config as experiment
 
 MODELS = ["baseline", "din", "dien", "infnet"]
 # Model variants that change the serving graph: (id, model config overrides).
 VARIANTS = [pytest.param({"name": name}, id=name) for name in MODELS] + [
     pytest.param({"name": "dien", "dien_attention_scorer": "bilinear"}, id="dien-bilinear-scorer")]
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
@@ -26,7 +25,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepared")
     simulator.simulate(simulator.SimulatorConfig(users=40, items=120, days=2, seed=4), str(root / "log"), workers=1)
     outputs = ingest.IngestOutputs(str(root / "ingest" / "examples"), str(root / "ingest" / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=10), IN_MEMORY)
+    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=10), in_memory())
     graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=10))
     return {"root": root, "examples": outputs.examples_dir, "graph": graph,
             "transformed": str(root / "transform" / "transformed_examples")}

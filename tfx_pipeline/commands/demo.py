@@ -28,11 +28,11 @@ def _step(title: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from tfx_pipeline import simulator
+    from tfx_pipeline.beam_args import default_beam_args
     from tfx_pipeline.cli import CommandError
     from tfx_pipeline.commands.inspect import summarize
     from tfx_pipeline.commands.run import format_runs
     from tfx_pipeline.config import load
-    from tfx_pipeline.ingest import pipeline as ingest
     from tfx_pipeline.runners import local
 
     log_dir = os.path.join(args.workdir, "log")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(config_path)
     started = _step(f"run the TFX pipeline (config {config_path}) on LocalDagRunner")
     try:
-        record = local.run(config, ingest.default_beam_args(args.workers))
+        record = local.run(config, default_beam_args(args.workers))
     except Exception as err:
         raise CommandError(f"the pipeline failed: {type(err).__name__}: {err}") from None
     print(format_runs([record]))

@@ -26,6 +26,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfx_pipeline.beam_args import default_beam_args
     from tfx_pipeline.cli import CommandError
     from tfx_pipeline.ingest import pipeline as ingest
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
     outputs = ingest.IngestOutputs(
         os.path.join(args.out, EXAMPLES_SUBDIR), os.path.join(args.out, DEAD_LETTERS_SUBDIR))
-    beam_args = args.beam_args or ingest.default_beam_args(args.workers)
+    beam_args = args.beam_args or default_beam_args(args.workers)
     try:
         report = ingest.run_ingest(args.log, outputs, config, beam_args,
                                    span=args.span, num_spans=args.num_spans, lookback_spans=args.lookback_spans)

@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from tfx_pipeline.beam_args import default_beam_args
 from tfx_pipeline.eventlog import formats, logdir, spans
 from tfx_pipeline.eventlog.formats import DeadLetter
 from tfx_pipeline.eventlog.validation import Counts, Reason, Window
@@ -389,15 +390,6 @@ def format_report(report: Dict[str, Any]) -> str:
 def log_has_impressions(log_dir: str) -> bool:
     manifest = logdir.read_manifest(log_dir)
     return manifest.events_per_type.get(features.IMPRESSION_EVENT, 0) > 0
-
-
-def default_beam_args(workers: int = 2) -> List[str]:
-    """DirectRunner in multi-processing mode on `workers` processes (one per core)."""
-    return [
-        "--runner=DirectRunner",
-        "--direct_running_mode=multi_processing",
-        f"--direct_num_workers={workers}",
-    ]
 
 
 def run_ingest(

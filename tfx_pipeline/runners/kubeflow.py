@@ -171,7 +171,7 @@ def build(config: PipelineConfig, settings: KubeflowSettings):
     The data and model settings are the local runner's (``local.data_settings``,
     ``local.model_settings``): every span of the log, the newest one deciding the split.
     """
-    from tfx_pipeline.ingest.pipeline import default_beam_args
+    from tfx_pipeline.beam_args import default_beam_args
     from tfx_pipeline.pipeline import create_pipeline
     from tfx_pipeline.runners import local
 

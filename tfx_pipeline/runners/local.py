@@ -48,7 +48,7 @@ def build(config: PipelineConfig, beam_args: Optional[List[str]] = None, data=No
     """
     from tfx import v1 as tfx
 
-    from tfx_pipeline.ingest.pipeline import default_beam_args
+    from tfx_pipeline.beam_args import default_beam_args
     from tfx_pipeline.pipeline import create_pipeline
 
     settings = config.pipeline

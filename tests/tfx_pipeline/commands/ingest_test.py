@@ -4,8 +4,7 @@ import os
 import pytest
 
 from tfx_pipeline import cli, simulator
-
-IN_MEMORY = ["--", "--runner=DirectRunner", "--direct_running_mode=in_memory"]
+from tfx_pipeline.beam_args import in_memory
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +16,7 @@ def log_dir(tmp_path_factory):
 
 def test_ingest_writes_examples_and_report(log_dir, tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert cli.main(["ingest", log_dir, "--out", out, "--max-history", "20"] + IN_MEMORY) == 0
+    assert cli.main(["ingest", log_dir, "--out", out, "--max-history", "20", "--", *in_memory()]) == 0
     printed = capsys.readouterr().out
     assert "protocol impressions, split last_day, max_history 20" in printed
     with open(os.path.join(out, "dead_letters", "ingest_report.json")) as stream:
@@ -27,8 +26,8 @@ def test_ingest_writes_examples_and_report(log_dir, tmp_path, capsys):
 
 
 def test_ingest_bad_settings_and_bad_protocol_are_one_line_errors(log_dir, tmp_path, capsys):
-    assert cli.main(["ingest", log_dir, "--out", str(tmp_path), "--max-history", "0"] + IN_MEMORY) == 2
+    assert cli.main(["ingest", log_dir, "--out", str(tmp_path), "--max-history", "0", "--", *in_memory()]) == 2
     assert "`max_history` must be an integer >= 1. Received: max_history=0" in capsys.readouterr().err
-    assert cli.main(["ingest", log_dir, "--out", str(tmp_path), "--split", "last_day", "--num-spans", "1"]
-                    + IN_MEMORY) == 2
+    assert cli.main(["ingest", log_dir, "--out", str(tmp_path), "--split", "last_day", "--num-spans", "1",
+                     "--", *in_memory()]) == 2
     assert "needs at least two target spans" in capsys.readouterr().err

@@ -8,10 +8,10 @@ import os
 import pytest
 
 from serving import signatures
+from tfx_pipeline.beam_args import in_memory
 from tfx_pipeline.components import serving_validator as sv
 from transforms import features
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 MAX_HISTORY = 10
 xf = features.transformed_name
 INPUTS = [xf(features.ITEM_ID.name), xf(features.HISTORY_ITEMS.name), features.HISTORY_MASK.name,
@@ -62,9 +62,9 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_validator")
     simulator.simulate(simulator.SimulatorConfig(users=20, items=60, days=2, seed=5), str(root / "log"), workers=1)
     outputs = ingest.IngestOutputs(str(root / "examples"), str(root / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=MAX_HISTORY), IN_MEMORY)
+    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=MAX_HISTORY), in_memory())
     graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=MAX_HISTORY),
-                          beam_args=IN_MEMORY)
+                          beam_args=in_memory())
     models = {}
     for kind in ("good", "broken"):
         uri = str(root / f"model-{kind}")

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
+from tfx_pipeline.beam_args import in_memory
 from trainer import config as experiment
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 TWO_TASKS = {"click": "click", "conversion": "conversion"}
 
 
@@ -40,7 +40,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     simulator.simulate(simulator.SimulatorConfig(users=30, items=80, days=2, seed=3), str(root / "log"), workers=1)
     outputs = ingest.IngestOutputs(str(root / "examples"), str(root / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=8), IN_MEMORY)
+    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=8), in_memory())
     graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=8))
     return {"root": root, "examples": outputs.examples_dir, "graph": graph,
             "transformed": str(root / "transform" / "transformed_examples")}

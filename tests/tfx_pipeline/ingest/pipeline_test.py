@@ -8,12 +8,12 @@ import random
 
 import pytest
 
+from tfx_pipeline.beam_args import in_memory
 from tfx_pipeline.eventlog import logdir, spans
 from tfx_pipeline.eventlog.formats import FileFormat
 from tfx_pipeline.ingest import pipeline as ingest
 from tfx_pipeline.ingest.config import IngestConfig
 
-IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 DAY = 86400
 T0 = 19000 * DAY  # 2022-01-08 00:00 UTC
 
@@ -66,7 +66,7 @@ def test_beam_output_equals_the_per_user_builder(tmp_path):
     write_random_log(log)
     config = IngestConfig(seed=5, max_history=7).resolved(True)
     outputs = ingest.IngestOutputs(str(tmp_path / "ex"), str(tmp_path / "dead"))
-    report = ingest.run_ingest(str(log), outputs, config, IN_MEMORY)
+    report = ingest.run_ingest(str(log), outputs, config, in_memory())
 
     # The same examples, built without Beam.
     manifest = logdir.read_manifest(str(log))
@@ -119,7 +119,7 @@ def test_malformed_input_is_counted_never_lost(tmp_path):
     logdir.Manifest("test", FileFormat.CSV).write(str(log))
     outputs = ingest.IngestOutputs(str(tmp_path / "ex"), str(tmp_path / "dead"))
     config = IngestConfig(protocol="sampled", split="last_event", max_bad_fraction=0.5)
-    report = ingest.run_ingest(str(log), outputs, config, IN_MEMORY)
+    report = ingest.run_ingest(str(log), outputs, config, in_memory())
 
     rows = report["rows"]
     assert rows["input"] == 60 + 7 + 1
@@ -145,7 +145,7 @@ def test_too_many_bad_rows_fail_with_the_counts(tmp_path):
     logdir.Manifest("test", FileFormat.CSV).write(str(log))
     outputs = ingest.IngestOutputs(str(tmp_path / "ex"), str(tmp_path / "dead"))
     with pytest.raises(ingest.IngestError, match=r"1 of 6 rows \(16.67%\) were rejected \(unknown_event 1\)"):
-        ingest.run_ingest(str(log), outputs, IngestConfig(protocol="sampled", split="last_event"), IN_MEMORY)
+        ingest.run_ingest(str(log), outputs, IngestConfig(protocol="sampled", split="last_event"), in_memory())
     assert os.path.exists(outputs.report_path), "the report and dead letters are kept for the user"
 
 
@@ -157,7 +157,7 @@ def test_last_day_split_needs_two_spans(tmp_path):
     logdir.Manifest("test", FileFormat.CSV).write(str(log))
     outputs = ingest.IngestOutputs(str(tmp_path / "ex"), str(tmp_path / "dead"))
     with pytest.raises(ingest.IngestError, match="needs at least two target spans"):
-        ingest.run_ingest(str(log), outputs, IngestConfig(protocol="sampled"), IN_MEMORY)
+        ingest.run_ingest(str(log), outputs, IngestConfig(protocol="sampled"), in_memory())
 
 
 def test_plan_spans():
