@@ -13,6 +13,7 @@ MODELS = ["baseline", "din", "dien", "infnet"]
 VARIANTS = [pytest.param({"name": name}, id=name) for name in MODELS] + [
     pytest.param({"name": "dien", "dien_attention_scorer": "bilinear"}, id="dien-bilinear-scorer")]
 
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A tiny simulated log, ingested and transformed (histories of 10)."""
