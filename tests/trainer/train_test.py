@@ -60,9 +60,6 @@ def eval_batch(prepared, size=16):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_model_trains_exports_and_serves_raw_features(prepared, tmp_path, variant):
-    import tensorflow as tf
-
-    from serving import export, requests, signatures
     from trainer.train import train_and_evaluate
 
     result = train_and_evaluate(small_config(variant["name"], variant), prepared["graph"], prepared["transformed"], verbose=0)
@@ -70,11 +67,19 @@ def test_every_model_trains_exports_and_serves_raw_features(prepared, tmp_path, 
         for metric in ("auc", "logloss", "calibration", "gauc"):
             assert f"{task}_{metric}" in result.metrics
     assert result.train_examples == 3 * 64 and result.examples_per_second > 0
+    assert_serves_raw_features_as_trained(result.model, prepared, tmp_path)
+
+
+def assert_serves_raw_features_as_trained(model, prepared, tmp_path, atol=1e-5):
+    """Exports `model` with the transform graph; both signatures score raw examples as the model does."""
+    import tensorflow as tf
+
+    from serving import export, requests, signatures
 
     records, transformed = eval_batch(prepared)
-    expected = result.model(transformed)
+    expected = model(transformed)
     export_dir = str(tmp_path / "model")
-    export.export_serving_model(result.model, prepared["graph"], export_dir, result.model.input_features)
+    export.export_serving_model(model, prepared["graph"], export_dir, model.input_features)
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures[signatures.SERVING_DEFAULT]
     names = list(serve.structured_input_signature[1])
@@ -82,8 +87,8 @@ def test_every_model_trains_exports_and_serves_raw_features(prepared, tmp_path, 
     served = serve(**requests.to_tensors(request, serve.structured_input_signature[1]))
     by_example = loaded.signatures[signatures.SERVING_TF_EXAMPLE](examples=tf.constant(records))
     for task in ("click", "conversion"):
-        np.testing.assert_allclose(served[task].numpy(), expected[task].numpy(), atol=1e-5)
-        np.testing.assert_allclose(by_example[task].numpy(), expected[task].numpy(), atol=1e-5)
+        np.testing.assert_allclose(served[task].numpy(), expected[task].numpy(), atol=atol)
+        np.testing.assert_allclose(by_example[task].numpy(), expected[task].numpy(), atol=atol)
 
 
 @pytest.mark.slow
@@ -102,6 +107,37 @@ def test_trains_under_mirrored_strategy_and_with_mixed_precision_requested(prepa
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     assert keras.mixed_precision.global_policy().name == expected
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_trains_with_loss_scaling_and_serves_under_mixed_float16(prepared, tmp_path, monkeypatch, caplog):
+    """The float16 path `mixed_precision: true` takes on a GPU, forced on this CPU.
+
+    ``use_mixed_precision`` turns the policy on only where a GPU is; replaced here, the rest
+    of training runs as it would there: float16 compute, float32 variables, and the loss
+    scaled by the LossScaleOptimizer Keras' compile wraps around Adam. DIEN, whose GRUs and
+    auxiliary loss make it the model with the most float16 steps; every model's forward
+    pass and gradients under the policy are tested in tests/trainer/models/models_test.py."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from trainer import train
+
+    monkeypatch.setattr(train, "use_mixed_precision",
+                        lambda enabled: keras.mixed_precision.set_global_policy("mixed_float16"))
+    try:
+        result = train.train_and_evaluate(small_config("dien", mixed_precision=True),
+                                          prepared["graph"], prepared["transformed"], verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model = result.model
+    assert model.compute_dtype == "float16" and all(v.dtype == tf.float32 for v in model.trainable_variables)
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    # What the optimizer logs when a step applies gradients of an unscaled loss.
+    assert not [r for r in caplog.records if "forgot to call LossScaleOptimizer" in r.getMessage()]
+    assert all(np.isfinite(result.metrics[f"{task}_logloss"]) for task in ("click", "conversion"))
+    # float16 activations: the served model agrees with the trained one to float16 precision.
+    assert_serves_raw_features_as_trained(model, prepared, tmp_path, atol=2e-3)
 
 
 @pytest.mark.slow

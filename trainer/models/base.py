@@ -202,9 +202,10 @@ class CTRModel(tfrs.Model):
         )
 
     def context_parts(self, inputs: Mapping[str, tf.Tensor]) -> List[tf.Tensor]:
-        """User, side and calendar embeddings [B, dim_i], then numeric side values [B, 1]."""
+        """User, side and calendar embeddings [B, dim_i], then numeric side values [B, 1], in the compute dtype."""
         parts = [table(inputs[name], training=False) for name, table in self.context_tables.items()]
-        return parts + [tf.reshape(tf.cast(inputs[name], tf.float32), [-1, 1]) for name in self.numeric_context]
+        return parts + [tf.reshape(tf.cast(inputs[name], self.compute_dtype), [-1, 1])
+                        for name in self.numeric_context]
 
     def context(self, inputs: Mapping[str, tf.Tensor]) -> Optional[tf.Tensor]:
         """[B, C]: every context part side by side; None without context features."""
@@ -257,6 +258,28 @@ class CTRModel(tfrs.Model):
         if training:
             total += self.mba_loss(inputs)
         return total
+
+    def train_step(self, inputs):
+        """TFRS's step, with the loss scaled when the optimizer is a LossScaleOptimizer.
+
+        Under the mixed_float16 policy Keras' compile wraps the optimizer in a
+        LossScaleOptimizer, but TFRS's step differentiates the unscaled loss, so small float16
+        gradients would flush to zero. Here the loss is scaled before the gradient and the
+        gradients unscaled after it; steps whose gradients overflow are skipped and the scale
+        lowered, as in Keras' own step."""
+        scaling = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(extra) for extra in self.losses])
+            total_loss = loss + regularization_loss
+            objective = self.optimizer.get_scaled_loss(total_loss) if scaling else total_loss
+        gradients = tape.gradient(objective, self.trainable_variables)
+        if scaling:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=total_loss)
+        return metrics
 
     # -------------------------------------------------------------- config
 

@@ -81,6 +81,44 @@ def test_a_batch_of_short_or_empty_histories_scores_as_each_example_alone(name, 
     assert model.behaviour(empty).mask.shape[1] == 1
 
 
+@pytest.fixture
+def mixed_float16():
+    """Keras' mixed_float16 policy while the test builds and runs models (what a GPU run uses)."""
+    import tf_keras as keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_float16_compute_gives_float32_probabilities_ignores_padding_and_finite_gradients(name, make_batch,
+                                                                                          mixed_float16):
+    import tensorflow as tf
+
+    model = two_task_model(name, mba_lambda=0.01, use_user_id=True)
+    batch = make_batch(6, lengths=[0, 1, 3, 5, 8, 12])
+    out = model(batch)
+    assert model.compute_dtype == "float16" and all(v.dtype == tf.float32 for v in model.trainable_variables)
+    for task in ("click", "conversion"):
+        assert out[task].dtype == tf.float32 and np.all((out[task].numpy() > 0) & (out[task].numpy() < 1))
+    noisy = dict(batch)
+    mask = batch[features.HISTORY_MASK.name].numpy() > 0
+    for key in ("history_item_id_xf", "history_category_id_xf", "history_time_gap_xf"):
+        values = batch[key].numpy().copy()
+        values[~mask] = np.random.default_rng(1).integers(1, 9, size=(~mask).sum())
+        noisy[key] = tf.constant(values)
+    np.testing.assert_allclose(model(noisy)["click"].numpy(), out["click"].numpy(), atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch, training=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(float(loss))
+    missing = [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing
+    for v, g in zip(model.trainable_variables, grads):
+        assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy())), v.name
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_config_round_trip(name, make_batch):
     model = two_task_model(name)
