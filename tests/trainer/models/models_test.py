@@ -26,6 +26,19 @@ def two_task_model(name, **model):
     return build_model(cfg)
 
 
+def with_noise_in_padding(batch):
+    """`batch` with random ids at every padded history position."""
+    import tensorflow as tf
+
+    noisy = dict(batch)
+    mask = batch[features.HISTORY_MASK.name].numpy() > 0
+    for key in ("history_item_id_xf", "history_category_id_xf", "history_time_gap_xf"):
+        values = batch[key].numpy().copy()
+        values[~mask] = np.random.default_rng(1).integers(1, 9, size=(~mask).sum())
+        noisy[key] = tf.constant(values)
+    return noisy
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_outputs_are_probabilities_per_task_and_ctcvr_is_a_product(name, make_batch):
     model = two_task_model(name)
@@ -52,17 +65,10 @@ def test_gradients_reach_every_trainable_weight(name, make_batch):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_padded_history_positions_have_no_effect(name, make_batch):
-    import tensorflow as tf
-
     model = two_task_model(name)
     batch = make_batch(6, lengths=[0, 1, 3, 5, 8, 12])
     before = model(batch)["click"].numpy()
-    noisy = dict(batch)
-    mask = batch[features.HISTORY_MASK.name].numpy() > 0
-    for key in ("history_item_id_xf", "history_category_id_xf", "history_time_gap_xf"):
-        values = batch[key].numpy().copy()
-        values[~mask] = np.random.default_rng(1).integers(1, 9, size=(~mask).sum())
-        noisy[key] = tf.constant(values)
+    noisy = with_noise_in_padding(batch)
     np.testing.assert_allclose(model(noisy)["click"].numpy(), before, atol=1e-6)
 
 
@@ -102,12 +108,7 @@ def test_float16_compute_gives_float32_probabilities_ignores_padding_and_finite_
     assert model.compute_dtype == "float16" and all(v.dtype == tf.float32 for v in model.trainable_variables)
     for task in ("click", "conversion"):
         assert out[task].dtype == tf.float32 and np.all((out[task].numpy() > 0) & (out[task].numpy() < 1))
-    noisy = dict(batch)
-    mask = batch[features.HISTORY_MASK.name].numpy() > 0
-    for key in ("history_item_id_xf", "history_category_id_xf", "history_time_gap_xf"):
-        values = batch[key].numpy().copy()
-        values[~mask] = np.random.default_rng(1).integers(1, 9, size=(~mask).sum())
-        noisy[key] = tf.constant(values)
+    noisy = with_noise_in_padding(batch)
     np.testing.assert_allclose(model(noisy)["click"].numpy(), out["click"].numpy(), atol=1e-6)
     with tf.GradientTape() as tape:
         loss = model.compute_loss(batch, training=True)
