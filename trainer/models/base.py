@@ -202,7 +202,9 @@ class CTRModel(tfrs.Model):
         )
 
     def context_parts(self, inputs: Mapping[str, tf.Tensor]) -> List[tf.Tensor]:
-        """User, side and calendar embeddings [B, dim_i], then numeric side values [B, 1], in the compute dtype."""
+        """User, side and calendar embeddings [B, dim_i], then numeric side values [B, 1].
+
+        All in the model's compute dtype (float16 under the mixed_float16 policy)."""
         parts = [table(inputs[name], training=False) for name, table in self.context_tables.items()]
         return parts + [tf.reshape(tf.cast(inputs[name], self.compute_dtype), [-1, 1])
                         for name in self.numeric_context]
@@ -260,23 +262,18 @@ class CTRModel(tfrs.Model):
         return total
 
     def train_step(self, inputs):
-        """TFRS's step, with the loss scaled when the optimizer is a LossScaleOptimizer.
+        """TFRS's step, with the gradients taken by the optimizer's ``minimize``.
 
         Under the mixed_float16 policy Keras' compile wraps the optimizer in a
-        LossScaleOptimizer, but TFRS's step differentiates the unscaled loss, so small float16
-        gradients would flush to zero. Here the loss is scaled before the gradient and the
-        gradients unscaled after it; steps whose gradients overflow are skipped and the scale
-        lowered, as in Keras' own step."""
-        scaling = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        LossScaleOptimizer. TFRS's step differentiates the loss itself, unscaled, so small
+        float16 gradients would flush to zero; ``minimize`` lets a LossScaleOptimizer scale
+        the loss and unscale the gradients (skipping steps that overflow and lowering the
+        scale, as in Keras' own step), and is a plain gradient step for any other optimizer."""
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization_loss = tf.reduce_sum([tf.reduce_sum(extra) for extra in self.losses])
             total_loss = loss + regularization_loss
-            objective = self.optimizer.get_scaled_loss(total_loss) if scaling else total_loss
-        gradients = tape.gradient(objective, self.trainable_variables)
-        if scaling:
-            gradients = self.optimizer.get_unscaled_gradients(gradients)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.minimize(total_loss, self.trainable_variables, tape=tape)
         metrics = {metric.name: metric.result() for metric in self.metrics}
         metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=total_loss)
         return metrics
