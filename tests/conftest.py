@@ -35,6 +35,34 @@ def shared_data():
     return require_shared_file
 
 
+# ------------------------------------------------------- simulated log through Transform
+def simulate_ingest_transform(root: pathlib.Path, simulator_config, max_history: int) -> dict:
+    """Simulates `simulator_config`'s log under `root`, ingests it and runs Transform in-process.
+
+    Returns {"root", "examples" (ingest's raw examples), "graph" (the Transform graph),
+    "transformed" (the transformed examples)}.
+    """
+    from tfx_pipeline import simulator
+    from tfx_pipeline.beam_args import in_memory
+    from tfx_pipeline.ingest import pipeline as ingest
+    from tfx_pipeline.ingest.config import IngestConfig
+    from transforms.preprocessing import TransformSettings
+    from transforms.run import run_transform
+
+    simulator.simulate(simulator_config, str(root / "log"), workers=1)
+    outputs = ingest.IngestOutputs(str(root / "ingest" / "examples"), str(root / "ingest" / "dead"))
+    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=max_history), in_memory())
+    graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=max_history))
+    return {"root": root, "examples": outputs.examples_dir, "graph": graph,
+            "transformed": str(root / "transform" / "transformed_examples")}
+
+
+@pytest.fixture(scope="session")
+def simulated_and_transformed():
+    """`simulated_and_transformed(root, simulator_config, max_history)`: see simulate_ingest_transform."""
+    return simulate_ingest_transform
+
+
 # ---------------------------------------------------------------- Transform fixtures
 def raw_example(user, item, category, timestamp, history=(), history_categories=None, gaps=None,
                 click=0, conversion=0, **side):

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-from tfx_pipeline.beam_args import in_memory
 from trainer import config as experiment
 
 MODELS = ["baseline", "din", "dien", "infnet"]
@@ -15,21 +14,12 @@ VARIANTS = [pytest.param({"name": name}, id=name) for name in MODELS] + [
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, simulated_and_transformed):
     """A tiny simulated log, ingested and transformed (histories of 10)."""
     from tfx_pipeline import simulator
-    from tfx_pipeline.ingest import pipeline as ingest
-    from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
-    root = tmp_path_factory.mktemp("prepared")
-    simulator.simulate(simulator.SimulatorConfig(users=40, items=120, days=2, seed=4), str(root / "log"), workers=1)
-    outputs = ingest.IngestOutputs(str(root / "ingest" / "examples"), str(root / "ingest" / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=10), in_memory())
-    graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=10))
-    return {"root": root, "examples": outputs.examples_dir, "graph": graph,
-            "transformed": str(root / "transform" / "transformed_examples")}
+    return simulated_and_transformed(tmp_path_factory.mktemp("prepared"),
+                                     simulator.SimulatorConfig(users=40, items=120, days=2, seed=4), max_history=10)
 
 
 def small_config(name, model=None, **training):

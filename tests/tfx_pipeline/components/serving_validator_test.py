@@ -8,7 +8,6 @@ import os
 import pytest
 
 from serving import signatures
-from tfx_pipeline.beam_args import in_memory
 from tfx_pipeline.components import serving_validator as sv
 from transforms import features
 
@@ -50,28 +49,21 @@ def tiny_model(broken: bool = False):
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, simulated_and_transformed):
     """A simulated log ingested to raw examples, its Transform graph, and two exported tiny models."""
     from serving import export
     from tfx_pipeline import simulator
-    from tfx_pipeline.ingest import pipeline as ingest
-    from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
     root = tmp_path_factory.mktemp("serving_validator")
-    simulator.simulate(simulator.SimulatorConfig(users=20, items=60, days=2, seed=5), str(root / "log"), workers=1)
-    outputs = ingest.IngestOutputs(str(root / "examples"), str(root / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=MAX_HISTORY), in_memory())
-    graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=MAX_HISTORY),
-                          beam_args=in_memory())
+    data = simulated_and_transformed(root, simulator.SimulatorConfig(users=20, items=60, days=2, seed=5),
+                                     max_history=MAX_HISTORY)
     models = {}
     for kind in ("good", "broken"):
         uri = str(root / f"model-{kind}")
-        export.export_serving_model(tiny_model(broken=kind == "broken"), graph,
+        export.export_serving_model(tiny_model(broken=kind == "broken"), data["graph"],
                                     os.path.join(uri, "Format-Serving"), INPUTS)
         models[kind] = uri
-    return {"root": root, "examples": outputs.examples_dir, "models": models}
+    return {"root": root, "examples": data["examples"], "models": models}
 
 
 def _artifacts(model_uri, examples_uri, blessing_uri):

@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from tfx_pipeline.beam_args import in_memory
 from trainer import config as experiment
 
 TWO_TASKS = {"click": "click", "conversion": "conversion"}
@@ -30,20 +29,11 @@ def test_one_task_uses_a_single_label_key_and_unnamed_metrics():
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, simulated_and_transformed):
     from tfx_pipeline import simulator
-    from tfx_pipeline.ingest import pipeline as ingest
-    from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
-    root = tmp_path_factory.mktemp("eval")
-    simulator.simulate(simulator.SimulatorConfig(users=30, items=80, days=2, seed=3), str(root / "log"), workers=1)
-    outputs = ingest.IngestOutputs(str(root / "examples"), str(root / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=8), in_memory())
-    graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=8))
-    return {"root": root, "examples": outputs.examples_dir, "graph": graph,
-            "transformed": str(root / "transform" / "transformed_examples")}
+    return simulated_and_transformed(tmp_path_factory.mktemp("eval"),
+                                     simulator.SimulatorConfig(users=30, items=80, days=2, seed=3), max_history=8)
 
 
 @pytest.mark.slow

@@ -21,7 +21,6 @@ sequence model over the baseline at the same seed is 0.0082 AUC and 0.0098 GAUC.
 
 import pytest
 
-from tfx_pipeline.beam_args import in_memory
 from trainer import config as experiment
 
 # Above the baseline's spread over training seeds, below the smallest gain measured.
@@ -29,22 +28,14 @@ MARGIN = 0.005
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def prepared(tmp_path_factory, simulated_and_transformed):
     from tfx_pipeline import simulator
-    from tfx_pipeline.ingest import pipeline as ingest
-    from tfx_pipeline.ingest.config import IngestConfig
-    from transforms.preprocessing import TransformSettings
-    from transforms.run import run_transform
 
-    root = tmp_path_factory.mktemp("planted")
     behaviour = simulator.BehaviourParams(frequency_effect=1.2, recency_effect=2.5)
-    simulator.simulate(simulator.SimulatorConfig(users=400, items=800, categories=200, days=3, seed=5,
-                                                 behaviour=behaviour), str(root / "log"), workers=1)
-    outputs = ingest.IngestOutputs(str(root / "ingest" / "examples"), str(root / "ingest" / "dead"))
-    ingest.run_ingest(str(root / "log"), outputs, IngestConfig(max_history=20), in_memory())
-    graph = run_transform(outputs.examples_dir, str(root / "transform"), TransformSettings(max_history=20),
-                          beam_args=in_memory())
-    return graph, str(root / "transform" / "transformed_examples")
+    data = simulated_and_transformed(tmp_path_factory.mktemp("planted"),
+                                     simulator.SimulatorConfig(users=400, items=800, categories=200, days=3, seed=5,
+                                                               behaviour=behaviour), max_history=20)
+    return data["graph"], data["transformed"]
 
 
 def held_out_click_metrics(prepared, name):
